@@ -284,6 +284,10 @@ struct Plugin {
 // (required variables per verb, container ID / ifname syntax, CHECK >= 0.4.0, GC/STATUS >=
 // 1.1.0), runs the handler, prints the result or the spec JSON error on stdout. Returns
 // the process exit code (0 success, 1 error).
+// Codes: unknown CNI_COMMAND 4; ADD/CHECK/DEL with empty CNI_CONTAINERID 3, with an invalid
+// one 4; invalid CNI_IFNAME 4; other missing variables 4 ("required env variables [..]
+// missing"); stdin not JSON or a wrong field type 6; missing/invalid name 7; unsupported
+// cniVersion, CHECK < 0.4.0, GC/STATUS < 1.1.0: 1; a non-cni::Error exception 999.
 int plugin_main(const Plugin& plugin);
 
 // ---------------------------------------------------------------------------------------
