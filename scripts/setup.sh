@@ -8,6 +8,7 @@ packages=(
   build-essential cmake pkg-config clang llvm lld
   libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   libspdlog-dev libfmt-dev libssl-dev libbpf-dev bpftool libelf-dev zlib1g-dev
+  libnetfilter-conntrack-dev  # ferry-portmap: delete stale UDP conntrack entries
   libgtest-dev libgmock-dev libbenchmark-dev
   # run time
   iproute2 iptables ipset kmod procps
