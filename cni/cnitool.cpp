@@ -162,8 +162,9 @@ class Runtime {
 
   int del() {
     std::optional<cni::Result> prev = cached_result();
+    json caps = caps_or_cached();
     auto& plugins = list().plugins;
-    for (size_t i = plugins.size(); i-- > 0;) exec("DEL", i, build(i, caps_, prev), env("DEL"));
+    for (size_t i = plugins.size(); i-- > 0;) exec("DEL", i, build(i, caps, prev), env("DEL"));
     ::unlink(cache_path(o_.container_id, o_.ifname).c_str());
     return 0;
   }
@@ -175,7 +176,8 @@ class Runtime {
                   "use cniVersion 0.4.0 or newer");
     if (list().disable_check) return 0;
     std::optional<cni::Result> prev = cached_result();
-    for (size_t i = 0; i < list().plugins.size(); ++i) exec("CHECK", i, build(i, caps_, prev), env("CHECK"));
+    json caps = caps_or_cached();
+    for (size_t i = 0; i < list().plugins.size(); ++i) exec("CHECK", i, build(i, caps, prev), env("CHECK"));
     return 0;
   }
 
@@ -337,6 +339,18 @@ class Runtime {
     }
   }
 
+  // libcni resends the capability args cached at ADD on CHECK and DEL (portmap's DEL is a
+  // no-op without its portMappings); --cap on the command line overrides the cache.
+  json caps_or_cached() const {
+    if (!caps_.empty()) return caps_;
+    try {
+      json cache = json::parse(read_file(cache_path(o_.container_id, o_.ifname)));
+      if (cache.contains("capabilityArgs") && cache["capabilityArgs"].is_object()) return cache["capabilityArgs"];
+    } catch (const std::exception&) {
+    }
+    return json::object();
+  }
+
   void collect_stale(const std::string& file, const std::vector<cni::Attachment>& valid) const {
     struct stat st;
     if (::stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;
@@ -402,8 +416,9 @@ int main(int argc, char** argv) {
   app.add_option("--conf-dir", o.conf_dir, "config directory (default $NETCONFPATH or /etc/cni/net.d)");
   app.add_option("--cache-dir", o.cache_dir, "result cache directory")->capture_default_str();
   app.add_option("--args", o.cni_args, "CNI_ARGS, e.g. \"IgnoreUnknown=1;IP=10.1.0.9\"");
-  app.add_option("--cap", o.caps, "capability argument NAME=JSON (repeatable)");
-  app.add_option("--valid", o.valid, "gc: an attachment still in use, CONTAINERID/IFNAME (repeatable)");
+  app.add_option("--cap", o.caps, "capability argument NAME=JSON (repeatable)")->allow_extra_args(false);
+  app.add_option("--valid", o.valid, "gc: an attachment still in use, CONTAINERID/IFNAME (repeatable)")
+      ->allow_extra_args(false);
   CLI11_PARSE(app, argc, argv);
 
   try {

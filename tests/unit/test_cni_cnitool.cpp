@@ -151,6 +151,9 @@ TEST_F(Cnitool, CheckAndDelUseTheCachedResult) {
   EXPECT_EQ(order(), "fake-b DEL\nfake-a DEL\n");  // reverse order
   EXPECT_EQ(logged("fake-a", "DEL")["prevResult"], cached);
   EXPECT_EQ(logged("fake-b", "DEL")["prevResult"], cached);
+  // As libcni does, the capability args cached at ADD are resent (portmap's DEL needs them).
+  EXPECT_EQ(logged("fake-b", "DEL")["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
+  EXPECT_EQ(logged("fake-b", "CHECK")["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
   EXPECT_FALSE(fs::exists(cache()));
 
   // A second DEL without a cache still runs every plugin, without prevResult.
@@ -226,6 +229,13 @@ TEST_F(Cnitool, GcDeletesStaleAttachmentsThenGcsEachPlugin) {
   EXPECT_FALSE(gc.contains("runtimeConfig"));
   // The stale DEL used what was cached for ctr2.
   EXPECT_EQ(logged("fake-a", "DEL", "ctr2")["prevResult"]["cniVersion"], "1.1.0");
+}
+
+TEST_F(Cnitool, CapOptionTakesOneValueAndLeavesPositionalsAlone) {
+  conflist("1.0.0");
+  cni::ExecResult r = tool("add --cap 'portMappings=[]' h1net /run/netns/h1-fake --container-id ctr1");
+  EXPECT_EQ(r.exit_code, 0) << r.stdout_data << r.stderr_data;
+  EXPECT_EQ(logged("fake-b", "ADD")["name"], "h1net");
 }
 
 TEST_F(Cnitool, StatusNeeds110) {
