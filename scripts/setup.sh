@@ -11,7 +11,7 @@ packages=(
   libnetfilter-conntrack-dev  # ferry-portmap: delete stale UDP conntrack entries
   libgtest-dev libgmock-dev libbenchmark-dev
   # run time
-  iproute2 iptables ipset kmod procps
+  iproute2 iptables ipset kmod procps nftables
   # tests, interop and benchmarks
   containernetworking-plugins iputils-ping netcat-openbsd tcpdump conntrack
   podman runc busybox-static uidmap hyperfine python3 jq

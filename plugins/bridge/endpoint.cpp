@@ -1,0 +1,150 @@
+// Endpoint records: atomic JSON files plus a datagram to the agent.
+#include "endpoint.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "names.h"
+
+namespace ferry::bridge {
+
+using nlohmann::json;
+
+json EndpointRecord::to_json() const {
+  return {{"containerID", container_id}, {"ifname", ifname},       {"netns", netns},
+          {"network", network},          {"bridge", bridge},       {"hostVeth", host_veth},
+          {"hostVethIndex", host_veth_index}, {"containerMAC", container_mac}, {"mtu", mtu},
+          {"ips", ips},                  {"gateways", gateways},   {"podNamespace", pod_namespace},
+          {"podName", pod_name}};
+}
+
+std::optional<EndpointRecord> EndpointRecord::from_json(const json& j) {
+  if (!j.is_object()) return std::nullopt;
+  try {
+    EndpointRecord r;
+    r.container_id = j.value("containerID", "");
+    r.ifname = j.value("ifname", "");
+    r.netns = j.value("netns", "");
+    r.network = j.value("network", "");
+    r.bridge = j.value("bridge", "");
+    r.host_veth = j.value("hostVeth", "");
+    r.host_veth_index = j.value("hostVethIndex", 0);
+    r.container_mac = j.value("containerMAC", "");
+    r.mtu = j.value("mtu", 0);
+    r.ips = j.value("ips", std::vector<std::string>{});
+    r.gateways = j.value("gateways", std::vector<std::string>{});
+    r.pod_namespace = j.value("podNamespace", "");
+    r.pod_name = j.value("podName", "");
+    return r;
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+}
+
+namespace {
+
+[[noreturn]] void io_error(const std::string& what, const std::string& path, int err) {
+  throw cni::Error(cni::kIOFailure, what + " \"" + path + "\": " + std::strerror(err),
+                   "ferry-bridge keeps endpoint records for the node agent there; check the directory "
+                   "(config key \"endpointDir\")");
+}
+
+void make_dirs(const std::string& dir) {
+  for (size_t pos = 1; pos <= dir.size(); ++pos) {
+    if (pos != dir.size() && dir[pos] != '/') continue;
+    std::string part = dir.substr(0, pos);
+    if (mkdir(part.c_str(), 0755) != 0 && errno != EEXIST) io_error("failed to create directory", part, errno);
+  }
+}
+
+std::string read_file(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  std::string data;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) data.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return data;
+}
+
+}  // namespace
+
+void write_endpoint(const std::string& dir, const EndpointRecord& rec) {
+  const std::string path = dir + "/" + endpoint_file_name(rec.container_id, rec.ifname);
+  const std::string tmp = path + ".tmp";
+  const std::string data = rec.to_json().dump(2) + "\n";
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT && attempt == 0) {
+      make_dirs(dir);
+      continue;
+    }
+    if (fd < 0) io_error("failed to write endpoint record", tmp, errno);
+    ssize_t n = write(fd, data.data(), data.size());
+    int err = errno;
+    close(fd);
+    if (n != static_cast<ssize_t>(data.size())) {
+      unlink(tmp.c_str());
+      io_error("failed to write endpoint record", tmp, n < 0 ? err : ENOSPC);
+    }
+    // No fsync: /run is tmpfs and the record describes state that dies with a reboot.
+    if (rename(tmp.c_str(), path.c_str()) != 0) {
+      err = errno;
+      unlink(tmp.c_str());
+      io_error("failed to publish endpoint record", path, err);
+    }
+    return;
+  }
+}
+
+std::optional<EndpointRecord> read_endpoint(const std::string& dir, const std::string& container_id,
+                                            const std::string& ifname) {
+  std::string data = read_file(dir + "/" + endpoint_file_name(container_id, ifname));
+  if (data.empty()) return std::nullopt;
+  return EndpointRecord::from_json(json::parse(data, nullptr, false));
+}
+
+bool remove_endpoint(const std::string& dir, const std::string& container_id, const std::string& ifname) {
+  const std::string path = dir + "/" + endpoint_file_name(container_id, ifname);
+  unlink((path + ".tmp").c_str());
+  return unlink(path.c_str()) == 0;
+}
+
+void gc_endpoints(const std::string& dir, const std::string& network, const std::set<cni::Attachment>& valid) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return;
+  std::vector<std::string> stale;
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (!name.ends_with(".json")) continue;
+    auto rec = EndpointRecord::from_json(json::parse(read_file(dir + "/" + name), nullptr, false));
+    if (!rec || rec->network != network) continue;
+    if (!valid.count(cni::Attachment{rec->container_id, rec->ifname})) stale.push_back(name);
+  }
+  closedir(d);
+  for (const std::string& name : stale) unlink((dir + "/" + name).c_str());
+}
+
+void notify_agent(const std::string& socket_path, const std::string& file_name) {
+  sockaddr_un addr{};
+  if (socket_path.size() >= sizeof addr.sun_path) return;
+  struct stat st;
+  if (stat(socket_path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return;  // no agent yet
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return;
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
+  sendto(fd, file_name.data(), file_name.size(), MSG_DONTWAIT | MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
+         sizeof addr);
+  close(fd);
+}
+
+}  // namespace ferry::bridge
