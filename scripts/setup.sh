@@ -10,11 +10,12 @@ packages=(
   libspdlog-dev libfmt-dev libssl-dev libbpf-dev bpftool libelf-dev zlib1g-dev
   libnetfilter-conntrack-dev  # ferry-portmap: delete stale UDP conntrack entries
   libgtest-dev libgmock-dev libbenchmark-dev
+  libcpp-httplib-dev libcurl4-openssl-dev  # agent: metrics/health HTTP, Kubernetes API
   # run time
   iproute2 iptables ipset kmod procps nftables
   # tests, interop and benchmarks
   containernetworking-plugins iputils-ping netcat-openbsd tcpdump conntrack
-  podman runc busybox-static uidmap hyperfine python3 jq
+  podman runc busybox-static uidmap hyperfine python3 jq iperf3 util-linux
 )
 
 missing=()

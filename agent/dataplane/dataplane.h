@@ -1,0 +1,92 @@
+// agent/dataplane/dataplane.h — what the reconcile loop asks of a datapath backend (eBPF or
+// iptables), and the pure diff between desired and installed endpoints.
+//
+// Backends never interpret Kubernetes objects: they get Endpoint values that the agent built
+// from the endpoint registry. Errors: backends throw DataplaneError (with the kernel object and
+// the cause in the message); the reconcile loop catches per endpoint, counts it and retries on the
+// next pass. Nothing here is thread-safe: one reconcile thread owns the backend.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "net/net.h"
+
+namespace ferry::dataplane {
+
+class DataplaneError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A local pod interface as the datapath sees it. Backends must round-trip every field below
+// through installed_endpoints(): whatever the kernel objects cannot hold (names, MACs) they
+// encode in what they create (map values, rule comments), so that an agent restart finds
+// installed == desired and writes nothing.
+struct Endpoint {
+  uint32_t endpoint_id = 0;  // stable, never 0; allocated by the agent's endpoint registry
+  std::string host_veth;     // host-side veth name ("ferry" + 10 hex)
+  int host_ifindex = 0;      // in the node's netns
+  std::vector<net::Ip> ips;  // the pod's addresses on this interface, sorted
+  net::Mac pod_mac{};        // the pod interface's MAC
+  net::Mac host_mac{};       // source MAC for datapath delivery to the pod (the bridge's MAC)
+  // false when installed state is partial or outdated (a program detached, an old program
+  // version, a rule missing); desired endpoints are always complete.
+  bool complete = true;
+
+  bool operator==(const Endpoint&) const = default;
+};
+
+// One counter as Prometheus and ferryctl show it.
+struct Counter {
+  std::string name;     // "redirect_local", "to_stack", "drop_spoofed", ...
+  bool drop = false;    // true for drop reasons
+  uint64_t packets = 0;
+  uint64_t bytes = 0;
+};
+
+struct MapFill {
+  uint64_t entries = 0;
+  uint64_t max_entries = 0;
+};
+
+struct Stats {
+  std::vector<Counter> counters;         // empty where the backend has none
+  std::map<std::string, MapFill> maps;   // eBPF: per pinned map
+  uint64_t kernel_writes = 0;  // map updates/deletes, tc attach/detach, restores since start
+};
+
+class Dataplane {
+ public:
+  virtual ~Dataplane() = default;
+  virtual std::string name() const = 0;  // "ebpf" or "iptables"
+
+  // Node-wide setup (pins, base chains, sysctls). Idempotent; must not disturb installed
+  // endpoints, so that an agent restart keeps traffic flowing.
+  virtual void start() = 0;
+  // What the kernel holds now, reconstructed from kernel state only.
+  virtual std::vector<Endpoint> installed_endpoints() = 0;
+  // Create or update one endpoint; idempotent. Returns only when the endpoint is enforced.
+  virtual void program_endpoint(const Endpoint& desired) = 0;
+  // Remove one endpoint as returned by installed_endpoints(); absent pieces are not an error.
+  virtual void remove_endpoint(const Endpoint& installed) = 0;
+  // Periodic housekeeping (conntrack GC); cheap when there is nothing to do.
+  virtual void maintain() {}
+  // Remove every trace of this backend from the node (datapath mode switch, uninstall).
+  virtual void cleanup_all() = 0;
+  virtual Stats stats() = 0;
+};
+
+// The reconcile diff: endpoints to (re)program and installed endpoints to remove, matched by
+// endpoint_id. Pure; unit-tested.
+struct EndpointDiff {
+  std::vector<Endpoint> program;
+  std::vector<Endpoint> remove;
+};
+EndpointDiff diff_endpoints(const std::vector<Endpoint>& desired, const std::vector<Endpoint>& installed);
+
+}  // namespace ferry::dataplane

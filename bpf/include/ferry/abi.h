@@ -1,0 +1,167 @@
+/* bpf/include/ferry/abi.h — the contract between ferry's BPF programs and user space (the agent's
+ * eBPF backend, ferryctl, the BPF tests). Included from BPF C and from C++, so it uses only
+ * <linux/types.h>. Every struct's size is checked at compile time below; a change to any layout
+ * bumps FERRY_MAP_LAYOUT and the map names (the agent migrates, it never flushes silently).
+ *
+ * Byte order: addresses and ports are stored as on the wire (network order); everything else is
+ * host order. IPv4 addresses sit in the first 4 bytes of a 16-byte field, the rest zero. */
+#ifndef FERRY_BPF_ABI_H
+#define FERRY_BPF_ABI_H
+
+#include <linux/types.h>
+
+#define FERRY_MAP_LAYOUT 1
+
+/* Pinned map names (LIBBPF_PIN_BY_NAME under the node's bpffs root, e.g.
+ * /sys/fs/bpf/ferry/<node>/ferry_ep_v1). Kernel object names are limited to 15 characters. */
+#define FERRY_MAP_ENDPOINTS "ferry_ep_v1"
+#define FERRY_MAP_CT "ferry_ct_v1"
+#define FERRY_MAP_COUNTERS "ferry_ctr_v1"
+#define FERRY_MAP_EVENTS "ferry_ev_v1"
+
+/* Default sizes (the agent may resize before load; see DESIGN.md "Maps are sized"). */
+#define FERRY_ENDPOINTS_MAX 65536   /* local pod IPs of one node */
+#define FERRY_CT_MAX 262144         /* flows */
+#define FERRY_EVENTS_BYTES (1 << 20)
+
+/* tc attachment of ferry's programs on a pod's host-side veth: clsact, this handle and priority.
+ * Cleanup removes exactly this (handle, priority) pair. */
+#define FERRY_TC_HANDLE 0xfe
+#define FERRY_TC_PRIORITY 1
+
+/* ---- endpoints: pod IP -> where the pod is (one entry per IP of each local pod) ---- */
+struct ferry_endpoint_key {
+	__u8 family;   /* AF_INET (2) or AF_INET6 (10) */
+	__u8 pad[3];
+	__u8 addr[16]; /* network order */
+};
+
+#define FERRY_EP_F_PROGRAMMED 0x1 /* set once the agent finished programming this endpoint */
+
+struct ferry_endpoint_value {
+	__u32 ifindex;      /* host-side veth ifindex (redirect target) */
+	__u32 endpoint_id;  /* agent-assigned, stable for the endpoint's life, never 0 */
+	__u8 pod_mac[6];    /* MAC of the pod's interface (eth0 in the pod) */
+	__u8 host_mac[6];   /* MAC used as source when the datapath delivers to the pod (gateway) */
+	__u32 flags;        /* FERRY_EP_F_* */
+};
+
+/* ---- conntrack: LRU hash, one entry per flow keyed by the tuple of its first packet ---- */
+struct ferry_ct_key {
+	__u8 saddr[16];  /* network order */
+	__u8 daddr[16];  /* network order */
+	__be16 sport;    /* TCP/UDP/SCTP port; ICMP echo: identifier; other ICMP: 0 */
+	__be16 dport;    /* TCP/UDP/SCTP port; ICMP echo: identifier; other ICMP: 0 */
+	__u8 proto;      /* IPPROTO_* (ICMPv6 = 58) */
+	__u8 family;     /* AF_INET / AF_INET6 */
+	__u8 pad[2];
+};
+
+enum ferry_ct_state {
+	FERRY_CT_NEW = 0,         /* first packet seen, no reply yet */
+	FERRY_CT_ESTABLISHED = 1, /* a reply was seen */
+	FERRY_CT_CLOSING = 2,     /* FIN or RST seen (TCP); short timeout */
+};
+
+struct ferry_ct_value {
+	__u64 created_ns;      /* bpf_ktime_get_ns() of the first packet */
+	__u64 last_seen_ns;    /* bpf_ktime_get_ns() of the latest packet either way; GC compares it */
+	__u64 packets_fwd;
+	__u64 bytes_fwd;
+	__u64 packets_rev;
+	__u64 bytes_rev;
+	__u32 lifetime_s;      /* seconds after last_seen_ns until the entry is expired (by state) */
+	__u32 src_endpoint;    /* endpoint_id of the originating pod, 0 if not a local pod */
+	__u8 state;            /* enum ferry_ct_state */
+	__u8 tcp_flags_fwd;    /* OR of TCP flags seen in the original direction */
+	__u8 tcp_flags_rev;    /* OR of TCP flags seen in the reply direction */
+	__u8 flags;            /* reserved for verdict caching (policy, service) */
+	__u32 pad;
+};
+
+/* Timeouts (seconds), as Cilium's defaults. */
+#define FERRY_CT_TIMEOUT_TCP_SYN 60
+#define FERRY_CT_TIMEOUT_TCP 21600
+#define FERRY_CT_TIMEOUT_TCP_CLOSE 10
+#define FERRY_CT_TIMEOUT_UDP 60
+#define FERRY_CT_TIMEOUT_ICMP 30
+#define FERRY_CT_TIMEOUT_OTHER 60
+
+/* ---- counters: per-CPU array indexed by enum ferry_counter ---- */
+enum ferry_counter {
+	FERRY_CTR_FROM_POD = 0,       /* packets entering from-pod */
+	FERRY_CTR_TO_POD = 1,         /* packets entering to-pod */
+	FERRY_CTR_REDIRECT_LOCAL = 2, /* delivered straight into a local pod's netns */
+	FERRY_CTR_TO_STACK = 3,       /* passed on to the bridge / host stack */
+	FERRY_CTR_CT_NEW = 4,
+	FERRY_CTR_CT_ESTABLISHED = 5,
+	FERRY_CTR_CT_REPLY = 6,
+	FERRY_CTR_PASS_NON_IP = 7,    /* ARP and other non-IP frames, passed untouched */
+	/* drops: one counter per reason, FERRY_CTR_DROP_BASE + enum ferry_drop_reason */
+	FERRY_CTR_DROP_BASE = 32,
+	FERRY_CTR_MAX = 64,
+};
+
+enum ferry_drop_reason {
+	FERRY_DROP_INVALID = 1,     /* truncated or malformed headers */
+	FERRY_DROP_SPOOFED = 2,     /* from-pod source IP is not one of the sending endpoint's IPs */
+	FERRY_DROP_POLICY = 3,      /* NetworkPolicy denied (issue 5) */
+	FERRY_DROP_NO_SERVICE = 4,  /* service without backends (issue 6) */
+	FERRY_DROP_NOT_READY = 5,   /* destination endpoint not yet programmed (fail-closed) */
+	FERRY_DROP_CT_FULL = 6,     /* conntrack insert failed */
+	FERRY_DROP_REASON_MAX = 31,
+};
+
+struct ferry_counter_value {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* ---- events: ring buffer of drop events ---- */
+#define FERRY_EVENT_DROP 1
+
+struct ferry_drop_event {
+	__u64 ts_ns;        /* bpf_ktime_get_ns() */
+	__u32 type;         /* FERRY_EVENT_DROP */
+	__u32 reason;       /* enum ferry_drop_reason */
+	__u32 ifindex;      /* interface the packet was seen on */
+	__u32 endpoint_id;  /* local endpoint involved, 0 if none */
+	__u16 source_line;  /* __LINE__ of the drop in the BPF source */
+	__u8 source_file;   /* enum ferry_source_file */
+	__u8 hook;          /* 1 = from-pod, 2 = to-pod */
+	__u8 family;
+	__u8 proto;
+	__be16 sport;
+	__be16 dport;
+	__u8 pad[2];
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 pkt_len;
+};
+
+enum ferry_source_file {
+	FERRY_SRC_LXC = 1, /* bpf/ferry_lxc.bpf.c */
+	FERRY_SRC_CT = 2,  /* bpf/lib/conntrack.h */
+	FERRY_SRC_PARSE = 3,
+};
+
+#define FERRY_HOOK_FROM_POD 1
+#define FERRY_HOOK_TO_POD 2
+
+#ifdef __cplusplus
+static_assert(sizeof(struct ferry_endpoint_key) == 20);
+static_assert(sizeof(struct ferry_endpoint_value) == 24);
+static_assert(sizeof(struct ferry_ct_key) == 40);
+static_assert(sizeof(struct ferry_ct_value) == 64);
+static_assert(sizeof(struct ferry_counter_value) == 16);
+static_assert(sizeof(struct ferry_drop_event) == 72);
+#else
+_Static_assert(sizeof(struct ferry_endpoint_key) == 20, "endpoint key layout");
+_Static_assert(sizeof(struct ferry_endpoint_value) == 24, "endpoint value layout");
+_Static_assert(sizeof(struct ferry_ct_key) == 40, "ct key layout");
+_Static_assert(sizeof(struct ferry_ct_value) == 64, "ct value layout");
+_Static_assert(sizeof(struct ferry_counter_value) == 16, "counter layout");
+_Static_assert(sizeof(struct ferry_drop_event) == 72, "event layout");
+#endif
+
+#endif /* FERRY_BPF_ABI_H */
