@@ -488,8 +488,15 @@ cni::Result cmd_add(const cni::CmdArgs& a) {
     if (!c.dns.empty()) res.dns = c.dns;
 
     EndpointRecord rec = make_record(c, a, hv, pod, res);
+    const std::string record_name = endpoint_file_name(a.container_id, a.ifname);
+    rollback.add([&c, &a, record_name] {
+      if (remove_endpoint(c.endpoint_dir, a.container_id, a.ifname)) notify_agent(c.agent_socket, record_name);
+    });
     write_endpoint(c.endpoint_dir, rec);
-    notify_agent(c.agent_socket, endpoint_file_name(a.container_id, a.ifname));
+    if (c.agent_required)
+      confirm_with_agent(c.agent_socket, record_name, std::chrono::milliseconds(c.agent_timeout_ms));
+    else
+      notify_agent(c.agent_socket, record_name);
     rollback.commit();
     if (ipam) ipam->commit();
     return res;

@@ -147,6 +147,12 @@ BridgeConf parse_conf(const cni::NetConf& conf, std::string_view cni_args) {
 
   if (auto dir = get_string(raw, "endpointDir"); dir && !dir->empty()) c.endpoint_dir = *dir;
   if (auto sock = get_string(raw, "agentSocket"); sock && !sock->empty()) c.agent_socket = *sock;
+  c.agent_required = get_bool(raw, "agentRequired");
+  if (auto ms = get_int(raw, "agentTimeoutMs")) {
+    if (*ms < 1 || *ms > 600000)
+      throw Error(cni::kInvalidConfig, "\"agentTimeoutMs\" must be between 1 and 600000, got " + std::to_string(*ms));
+    c.agent_timeout_ms = static_cast<int>(*ms);
+  }
 
   // Container MAC, lowest precedence first.
   cni::CniArgs env = cni::parse_cni_args(cni_args, {"MAC", "IP"});

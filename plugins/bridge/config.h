@@ -42,6 +42,10 @@ struct BridgeConf {
   std::optional<net::Mac> mac;  // container MAC: CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac
   std::string endpoint_dir = "/run/ferry/endpoints";  // ferry: endpoint records for the agent
   std::string agent_socket = "/run/ferry/agent.sock";
+  // "agentRequired": ADD returns only after the agent confirmed the endpoint is programmed;
+  // no agent or no answer within agent_timeout_ms fails ADD with code 11 (try again later).
+  bool agent_required = false;
+  int agent_timeout_ms = 10000;
   std::string pod_namespace;  // CNI_ARGS K8S_POD_NAMESPACE, for the endpoint record
   std::string pod_name;       // CNI_ARGS K8S_POD_NAME
 

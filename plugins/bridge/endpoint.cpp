@@ -8,6 +8,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <poll.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -145,6 +147,75 @@ void notify_agent(const std::string& socket_path, const std::string& file_name) 
   sendto(fd, file_name.data(), file_name.size(), MSG_DONTWAIT | MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
          sizeof addr);
   close(fd);
+}
+
+namespace {
+
+[[noreturn]] void agent_unavailable(const std::string& msg, const std::string& details) {
+  throw cni::Error(cni::kTryAgainLater, msg, details);
+}
+
+}  // namespace
+
+void confirm_with_agent(const std::string& socket_path, const std::string& file_name,
+                        std::chrono::milliseconds timeout) {
+  const std::string where = "agent socket " + socket_path;
+  sockaddr_un addr{};
+  if (socket_path.size() >= sizeof addr.sun_path)
+    throw cni::Error(cni::kInvalidConfig, "\"agentSocket\" path is too long", socket_path);
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
+
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) agent_unavailable("cannot create a socket to reach ferry-agent", std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  // Autobind: the kernel gives us an abstract address the agent can reply to.
+  sockaddr_un self{};
+  self.sun_family = AF_UNIX;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&self), sizeof(sa_family_t)) != 0)
+    agent_unavailable("cannot bind a reply socket for ferry-agent", std::strerror(errno));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int err = errno;
+    agent_unavailable("ferry-agent is not running or not ready (" + where + ": " + std::strerror(err) + ")",
+                      "the network requires the agent (\"agentRequired\") to program the endpoint before "
+                      "the pod starts; start ferry-agent on this node, the runtime will retry");
+  }
+  if (send(fd, file_name.data(), file_name.size(), MSG_NOSIGNAL) < 0) {
+    int err = errno;
+    agent_unavailable("cannot reach ferry-agent (" + where + ": " + std::strerror(err) + ")",
+                      "the runtime will retry");
+  }
+
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[4096];
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      agent_unavailable("ferry-agent did not confirm endpoint " + file_name + " within " +
+                            std::to_string(timeout.count()) + " ms",
+                        "the agent is slow or stuck (see its log and /readyz); the runtime will retry");
+    pollfd p{fd, POLLIN, 0};
+    int r = poll(&p, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) continue;
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      int err = errno;
+      agent_unavailable("lost the connection to ferry-agent (" + where + ": " + std::strerror(err) + ")",
+                        "the runtime will retry");
+    }
+    std::string_view reply(buf, static_cast<size_t>(n));
+    if (reply == "ok " + file_name) return;
+    const std::string err_prefix = "error ";
+    if (reply.substr(0, err_prefix.size()) == err_prefix)
+      agent_unavailable("ferry-agent could not program endpoint " + file_name,
+                        std::string(reply.substr(err_prefix.size())));
+    // A reply meant for an earlier request on a reused address: keep waiting.
+  }
 }
 
 }  // namespace ferry::bridge

@@ -4,6 +4,7 @@
 // file name in one datagram on its unix socket, if the socket exists; no agent is not an error.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <set>
 #include <string>
@@ -44,5 +45,10 @@ bool remove_endpoint(const std::string& dir, const std::string& container_id, co
 void gc_endpoints(const std::string& dir, const std::string& network, const std::set<cni::Attachment>& valid);
 // Best effort, non-blocking; never throws.
 void notify_agent(const std::string& socket_path, const std::string& file_name);
+// The fail-closed handshake ("agentRequired"): sends the file name from an autobound socket
+// and waits for the agent's "ok <file>" (the endpoint is programmed). Throws
+// cni::Error(kTryAgainLater) when no agent listens, it answers "error <message>", or it is
+// silent for `timeout`, so the runtime retries instead of starting an unprotected pod.
+void confirm_with_agent(const std::string& socket_path, const std::string& file_name, std::chrono::milliseconds timeout);
 
 }  // namespace ferry::bridge
