@@ -97,6 +97,8 @@ enum ferry_counter {
 	FERRY_CTR_CT_ESTABLISHED = 5,
 	FERRY_CTR_CT_REPLY = 6,
 	FERRY_CTR_PASS_NON_IP = 7,    /* ARP and other non-IP frames, passed untouched */
+	FERRY_CTR_EVENT_LOST = 8,     /* drop events lost because the ring buffer was full */
+	FERRY_CTR_CT_RELATED = 9,     /* ICMP errors/control, later fragments: passed, no entry */
 	/* drops: one counter per reason, FERRY_CTR_DROP_BASE + enum ferry_drop_reason */
 	FERRY_CTR_DROP_BASE = 32,
 	FERRY_CTR_MAX = 64,

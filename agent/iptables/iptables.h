@@ -1,0 +1,135 @@
+// agent/iptables/iptables.h — the iptables endpoint datapath: the fallback backend of
+// dataplane::Dataplane for kernels or nodes where the eBPF datapath cannot run.
+//
+// Layout (filter table, IPv4 and IPv6 alike; every rule carries a `ferry:` comment):
+//
+//   FORWARD ─(first rule, "ferry: endpoint datapath")─► FERRY-FORWARD
+//   INPUT   ─(first rule, "ferry: endpoint datapath")─► FERRY-INPUT
+//   FERRY-FORWARD, per endpoint (dispatch rules, comment = the endpoint's descriptor):
+//     -m physdev --physdev-in  <veth>                       -j FERRY-FROM-<hex>
+//     -m physdev --physdev-out <veth> --physdev-is-bridged  -j FERRY-TO-<hex>
+//   FERRY-INPUT, per endpoint:
+//     -m physdev --physdev-in  <veth>                       -j FERRY-FROM-<hex>
+//   FERRY-FROM-<hex>: traffic from the pod. Anti-spoofing: sources that are the endpoint's
+//     own addresses (and, as in the eBPF datapath, IPv6 link-local and unspecified sources)
+//     RETURN; everything else is DROPped ("ferry: drop spoofed"). Egress policy goes here.
+//   FERRY-TO-<hex>: traffic bridged to the pod. The ingress-policy seam; RETURNs for now.
+//
+// <hex> is 10 hex digits of a hash of the host veth name, so chain names are stable across
+// restarts and fit iptables' 28-character limit. Bridged pod-to-pod traffic reaches these
+// hooks only through br_netfilter, so start() turns on bridge-nf-call-ip(6)tables.
+//
+// The dispatch rules' comment ("ferry: endpoint 7 veth=... ifindex=12 pod-mac=... host-mac=...
+// ips=10.244.1.5,fd00::5") holds every Endpoint field the rules themselves cannot, so
+// installed_endpoints() rebuilds the desired Endpoint from `iptables-save` alone; it says
+// complete=false when any chain, rule, dispatch rule, jump or family differs from what
+// program_endpoint() writes.
+//
+// Updates are partial restores (KEP-3453 style): one `iptables-restore --noflush` (and one
+// `ip6tables-restore --noflush`) per change, touching only the affected chains. Programming
+// an endpoint re-declares (flushes) and rewrites its own two chains and replaces only its own
+// dispatch rules, by deleting the exact old rule text and appending the new; FERRY-FORWARD
+// and FERRY-INPUT are never rewritten wholesale, so other endpoints' rules are never touched
+// and the cost of a change does not grow with the number of endpoints. The exact old text is
+// known from the backend's model of the filter table (read with iptables-save, then kept up
+// to date by applying every successful restore to it); when someone else changed the table
+// and a restore fails, the model is re-read and the restore retried once.
+//
+// Errors: the backend throws dataplane::DataplaneError with the command and its stderr; the
+// pure functions below throw DataplaneError for endpoints they cannot render (a veth name with
+// characters iptables-restore would misread, a descriptor longer than a rule comment may be).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/dataplane/dataplane.h"
+
+namespace ferry::iptables {
+
+struct IptablesConfig {
+  bool ipv6 = true;  // also program ip6tables; false on nodes without IPv6
+  // Binaries, found in PATH and then /usr/sbin, /sbin (or absolute paths, e.g. the -legacy ones).
+  std::string iptables_restore = "iptables-restore";
+  std::string ip6tables_restore = "ip6tables-restore";
+  std::string iptables_save = "iptables-save";
+  std::string ip6tables_save = "ip6tables-save";
+  // iptables-restore --wait: how long to wait for the xtables lock other users (ferry-portmap,
+  // ferry-bridge's ipMasq, kube-proxy) hold. iptables-nft serialises through nftables instead.
+  int lock_wait_seconds = 10;
+  // start() sets net.bridge.bridge-nf-call-ip(6)tables=1 and cleanup_all() sets them to 0.
+  bool manage_bridge_nf_call = true;
+};
+
+std::unique_ptr<dataplane::Dataplane> make_iptables_dataplane(const IptablesConfig& config = {});
+
+// ---------------------------------------------------------------------------------------
+// Rendering and parsing: pure functions (no kernel, no exec), unit-tested without root.
+
+enum class Family { kV4, kV6 };
+
+inline constexpr std::string_view kForwardChain = "FERRY-FORWARD";
+inline constexpr std::string_view kInputChain = "FERRY-INPUT";
+inline constexpr std::string_view kFromChainPrefix = "FERRY-FROM-";
+inline constexpr std::string_view kToChainPrefix = "FERRY-TO-";
+inline constexpr std::string_view kDropSpoofedComment = "ferry: drop spoofed";
+
+std::string chain_suffix(std::string_view host_veth);  // 10 lower-case hex digits
+std::string from_chain(std::string_view host_veth);    // "FERRY-FROM-" + suffix
+std::string to_chain(std::string_view host_veth);      // "FERRY-TO-" + suffix
+// True for the chains this backend owns (and cleanup_all removes).
+bool is_our_chain(std::string_view chain);
+
+// The dispatch rules' comment and its inverse (nullopt when it is not one of ours).
+std::string endpoint_comment(const dataplane::Endpoint& ep);
+std::optional<dataplane::Endpoint> parse_endpoint_comment(std::string_view comment);
+
+// The filter table of one family as iptables-save prints it.
+struct Rule {
+  std::string chain;
+  std::string spec;     // everything after "-A <chain> ", exactly as iptables-save prints it
+  std::string comment;  // --comment value, unquoted ("" when none)
+  std::string target;   // -j / -g value
+  uint64_t packets = 0;  // with iptables-save -c
+  uint64_t bytes = 0;
+};
+struct FilterTable {
+  std::vector<std::string> chains;  // built-in and user chains, in save order
+  std::vector<Rule> rules;          // grouped by chain, in rule order
+  bool has_chain(std::string_view chain) const;
+  std::vector<const Rule*> rules_of(std::string_view chain) const;
+};
+// Parses the *filter section of `iptables-save [-c]` output; other tables are ignored.
+FilterTable parse_save(std::string_view save_text);
+// Applies restore text the way `iptables-restore --noflush` does (declaring a chain flushes
+// it; -A, -I, -D, -F, -X); throws DataplaneError where the kernel would refuse (e.g. -D of a
+// rule that is not there). The backend keeps its model of the table current with it.
+void apply_restore(FilterTable& table, std::string_view restore_text);
+
+// Restore texts for `iptables-restore --noflush`; "" when the table already matches.
+// start(): base chains present, exactly one jump to each, as the first rule of FORWARD/INPUT.
+std::string render_start(const FilterTable& current);
+// One endpoint in one family: its chains rewritten, its dispatch rules replaced if they
+// differ, base chains and jumps added if missing.
+std::string render_program(Family family, const dataplane::Endpoint& ep, const FilterTable& current);
+// The installed endpoint's dispatch rules (those whose comment names its endpoint_id) and,
+// once nothing else jumps to them, its chains.
+std::string render_remove(const dataplane::Endpoint& installed, const FilterTable& current);
+// Every FERRY-FORWARD/INPUT/FROM-*/TO-* chain and every jump to them; nothing else.
+std::string render_cleanup(const FilterTable& current);
+// FERRY-FROM-*/TO-* chains nothing jumps to (left by someone editing the table by hand).
+std::string render_orphan_gc(const FilterTable& current);
+
+// Endpoints described by the dispatch rules of the given families (v6 null when IPv6 is not
+// managed), sorted by endpoint_id, each complete only when every piece in every family is
+// exactly what render_program() writes.
+std::vector<dataplane::Endpoint> endpoints_from_tables(const FilterTable& v4, const FilterTable* v6);
+
+// Packets/bytes of the anti-spoofing DROP rules in one table (needs iptables-save -c).
+dataplane::Counter drop_spoofed_counter(const FilterTable& table);
+
+}  // namespace ferry::iptables

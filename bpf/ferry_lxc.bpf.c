@@ -1,0 +1,122 @@
+/* bpf/ferry_lxc.bpf.c — ferry's per-pod datapath, attached to the pod's host-side veth:
+ *   ferry_from_pod  tc ingress of the veth (packets the pod sends)
+ *   ferry_to_pod    tc egress of the veth (packets the bridge/host stack sends to the pod)
+ * The decisions are here; the mechanics are in lib/ (parse, conntrack, endpoints, counters).
+ * Every drop is a negative reason code that ferry_finish() counts and reports. See README.md. */
+#include "lib/common.h"
+#include "lib/parse.h"
+#include "lib/counters.h"
+#include "lib/endpoints.h"
+#include "lib/conntrack.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Anti-spoofing: the source must be an address of the endpoint behind this very veth. */
+static __always_inline int ferry_check_source(struct ferry_pkt *pkt)
+{
+	struct ferry_endpoint_value *src;
+
+	if (ferry_source_exempt(pkt))
+		return 0;
+	src = ferry_endpoint_lookup(pkt->tuple.family, pkt->tuple.saddr);
+	if (!src || src->ifindex != pkt->ifindex)
+		return FERRY_DROP(pkt, FERRY_SRC_LXC, FERRY_DROP_SPOOFED);
+	pkt->endpoint_id = src->endpoint_id;
+	return 0;
+}
+
+static __always_inline int ferry_handle_from_pod(struct __sk_buff *skb, struct ferry_pkt *pkt)
+{
+	struct ferry_endpoint_value *dst;
+	int ret;
+
+	ferry_pull_headers(skb);
+	ret = ferry_parse(skb, pkt);
+	if (ret < 0)
+		return ret;
+	if (ret == FERRY_PARSE_NON_IP) {
+		ferry_count(FERRY_CTR_PASS_NON_IP, pkt->len);
+		return TC_ACT_OK;
+	}
+
+	ret = ferry_check_source(pkt);
+	if (ret < 0)
+		return ret;
+
+	/* SEAM (issue 6, services): DNAT of a service address to a backend goes here, before
+	 * conntrack, so that the flow's entry is keyed by the translated tuple and the chosen
+	 * backend is cached in the entry (ct flags / a service entry). */
+
+	ret = ferry_ct_process(pkt, pkt->endpoint_id);
+	if (ret < 0)
+		return ret;
+
+	/* SEAM (issue 5, policy): egress policy of the sending endpoint runs here for
+	 * ret == FERRY_CT_RES_NEW only; its verdict is stored in the ct entry's flags so that
+	 * ESTABLISHED/REPLY packets skip it. Nothing is stored in ct flags yet. */
+
+	dst = ferry_endpoint_lookup(pkt->tuple.family, pkt->tuple.daddr);
+	if (dst && (dst->flags & FERRY_EP_F_PROGRAMMED)) {
+		/* SEAM (issue 5, policy): the destination's ingress policy must run here too,
+		 * because the redirect below bypasses the destination's ferry_to_pod. */
+		ret = ferry_deliver_local(skb, pkt, dst);
+		if (ret < 0)
+			return ret;
+		ferry_count(FERRY_CTR_REDIRECT_LOCAL, pkt->len);
+		return ret;
+	}
+	/* Not local, or a local endpoint the agent has not finished programming (it sets
+	 * FERRY_EP_F_PROGRAMMED last): the bridge and the host stack deliver it. */
+	ferry_count(FERRY_CTR_TO_STACK, pkt->len);
+	return TC_ACT_OK;
+}
+
+static __always_inline int ferry_handle_to_pod(struct __sk_buff *skb, struct ferry_pkt *pkt)
+{
+	int ret;
+
+	ferry_pull_headers(skb);
+	ret = ferry_parse(skb, pkt);
+	if (ret < 0)
+		return ret;
+	if (ret == FERRY_PARSE_NON_IP) {
+		ferry_count(FERRY_CTR_PASS_NON_IP, pkt->len);
+		return TC_ACT_OK;
+	}
+
+	/* The sender is not a local pod we deliver for (local pod-to-pod is redirected by
+	 * from-pod), so a flow created here has src_endpoint 0. */
+	ret = ferry_ct_process(pkt, 0);
+	if (ret < 0)
+		return ret;
+
+	/* SEAM (issue 5, policy): ingress policy of this endpoint for ret == FERRY_CT_RES_NEW,
+	 * verdict cached in the ct entry's flags. */
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int ferry_from_pod(struct __sk_buff *skb)
+{
+	struct ferry_pkt pkt;
+
+	__builtin_memset(&pkt, 0, sizeof(pkt));
+	pkt.hook = FERRY_HOOK_FROM_POD;
+	pkt.len = skb->len;
+	pkt.ifindex = skb->ingress_ifindex;
+	ferry_count(FERRY_CTR_FROM_POD, pkt.len);
+	return ferry_finish(&pkt, ferry_handle_from_pod(skb, &pkt));
+}
+
+SEC("tc")
+int ferry_to_pod(struct __sk_buff *skb)
+{
+	struct ferry_pkt pkt;
+
+	__builtin_memset(&pkt, 0, sizeof(pkt));
+	pkt.hook = FERRY_HOOK_TO_POD;
+	pkt.len = skb->len;
+	pkt.ifindex = skb->ifindex;
+	ferry_count(FERRY_CTR_TO_POD, pkt.len);
+	return ferry_finish(&pkt, ferry_handle_to_pod(skb, &pkt));
+}

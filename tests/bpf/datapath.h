@@ -1,0 +1,133 @@
+// Fixture of the BPF datapath tests: loads ferry_lxc (the generated skeleton) with its maps
+// pinned under a private bpffs directory, runs its programs on crafted frames with
+// BPF_PROG_TEST_RUN, and reads back maps, counters and drop events.
+//
+// BPF_PROG_TEST_RUN builds the skb in the CALLING thread's netns: `ctx.ifindex` (what the
+// program reads as skb->ifindex) must name a device there, while `ctx.ingress_ifindex` is taken
+// as given. So each test makes a private netns "fybpf<pid>" with two veths standing for two
+// pods' host-side ends, and runs the programs inside it. Everything (netns, pins) is removed in
+// TearDown, also when the test fails.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <linux/bpf.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ferry/abi.h"
+#include "ferry_lxc.skel.h"
+#include "net/net.h"
+#include "packet.h"
+
+namespace ferry::bpftest {
+
+// A local pod as the tests model it: its host-side veth (in the test netns) and its MACs.
+struct Pod {
+  std::string veth;
+  uint32_t ifindex = 0;
+  uint32_t endpoint_id = 0;
+  MacAddr pod_mac{};
+  MacAddr host_mac{};
+};
+
+struct RunResult {
+  int retval = -1;  // TC_ACT_*
+  Bytes out;        // the frame after the program (data_out)
+};
+
+std::string tc_act_name(int verdict);
+
+// Network namespace with veths, deleted on destruction (the veths go with it).
+class PrivateNetns {
+ public:
+  explicit PrivateNetns(std::string name);
+  ~PrivateNetns();
+  PrivateNetns(const PrivateNetns&) = delete;
+  PrivateNetns& operator=(const PrivateNetns&) = delete;
+  const net::Netns& ns() const { return ns_; }
+  const std::string& name() const { return name_; }
+  uint32_t add_veth(const std::string& name);  // returns the ifindex of `name`
+
+ private:
+  std::string name_;
+  net::Netns ns_;
+};
+
+// The skeleton loaded with pin_root_path = `pin_dir`; unpins and removes the directory on
+// destruction, including pins left by a load that failed half way.
+class LoadedDatapath {
+ public:
+  struct Sizes {
+    uint32_t ct_max = 4096;       // small: the default FERRY_CT_MAX preallocates ~40 MB
+    uint32_t events_bytes = 0;    // 0 = FERRY_EVENTS_BYTES
+  };
+  LoadedDatapath(std::string pin_dir, Sizes sizes);
+  ~LoadedDatapath();
+  LoadedDatapath(const LoadedDatapath&) = delete;
+  LoadedDatapath& operator=(const LoadedDatapath&) = delete;
+  ferry_lxc* skel() const { return skel_; }
+  const std::string& pin_dir() const { return pin_dir_; }
+  const std::string& load_log() const { return log_; }
+
+ private:
+  std::string pin_dir_;
+  std::string log_;
+  ferry_lxc* skel_ = nullptr;
+};
+
+// Removes every pin in `dir` and the directory itself (no-op if absent).
+void remove_pin_dir(const std::string& dir);
+// Mounts bpffs at /sys/fs/bpf unless it is mounted; throws on failure.
+void ensure_bpffs();
+
+class DatapathTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+  // Per-test sizes (e.g. a tiny ring buffer); called by SetUp.
+  virtual LoadedDatapath::Sizes sizes() const { return {}; }
+
+  // Runs ferry_from_pod as tc ingress of `pod`'s veth / ferry_to_pod as tc egress of it.
+  RunResult from_pod(const Pod& pod, const Bytes& frame, uint32_t repeat = 1);
+  RunResult to_pod(const Pod& pod, const Bytes& frame);
+
+  // ferry_ep_v1 entry for `ip` of `pod`.
+  void add_endpoint(const Pod& pod, const Addr& ip, uint32_t flags = FERRY_EP_F_PROGRAMMED);
+  std::optional<ferry_ct_value> ct(const Addr& saddr, const Addr& daddr, uint16_t sport,
+                                   uint16_t dport, uint8_t proto) const;
+  size_t ct_entries() const;
+  ferry_counter_value counter(uint32_t index) const;  // summed over CPUs
+  uint64_t packets(uint32_t index) const { return counter(index).packets; }
+  uint64_t drops(uint32_t reason) const { return packets(uint32_t{FERRY_CTR_DROP_BASE} + reason); }
+  std::vector<ferry_drop_event> drain_events();
+
+  ferry_lxc* skel() const { return datapath_->skel(); }
+
+  Pod pod_a_, pod_b_;  // two local pods with veths in the test netns
+  std::unique_ptr<PrivateNetns> netns_;
+  std::unique_ptr<LoadedDatapath> datapath_;
+
+ private:
+  RunResult run(bpf_program* prog, const Bytes& frame, uint32_t ingress_ifindex,
+                uint32_t ifindex, uint32_t repeat);
+  static int on_event(void* ctx, void* data, size_t size);
+  ring_buffer* events_ = nullptr;
+  std::vector<ferry_drop_event> pending_events_;
+};
+
+// The tuple key the datapath builds for a packet.
+ferry_ct_key ct_key(const Addr& saddr, const Addr& daddr, uint16_t sport, uint16_t dport,
+                    uint8_t proto);
+
+}  // namespace ferry::bpftest
+
+#define FERRY_BPF_REQUIRE_ROOT()                                                          \
+  do {                                                                                   \
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: loads BPF programs and makes a netns"; \
+  } while (0)
