@@ -1,0 +1,510 @@
+// The eBPF Dataplane: pinned maps + tc programs on each pod's host-side veth.
+//
+// What lives where:
+//   start()               bpffs, the node root, maps (reused by pin), programs (reused by build hash,
+//                         or loaded, pinned and swapped into every endpoint's filter)
+//   installed_endpoints() ferry_ep_v1 grouped by endpoint id + a tc query per side
+//   program_endpoint()    entries (unflagged) -> clsact + filters -> FERRY_EP_F_PROGRAMMED
+//   maintain()            conntrack GC that never removes an entry traffic just refreshed
+#include <dirent.h>
+#include <net/if.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <optional>
+#include <set>
+#include <unordered_map>
+
+#include "agent/ebpf/internal.h"
+#include "ferry_lxc.skel.h"
+
+namespace ferry::ebpf {
+
+using detail::Fd;
+
+static constexpr const char* kFromPodPin = "prog_from_pod_";
+static constexpr const char* kToPodPin = "prog_to_pod_";
+
+std::string embedded_program_hash() {
+  size_t size = 0;
+  const auto* bytes = static_cast<const uint8_t*>(ferry_lxc__elf_bytes(&size));
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64
+  for (size_t i = 0; i < size; ++i) {
+    h ^= bytes[i];
+    h *= 0x100000001b3ull;
+  }
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(h));
+  return text;
+}
+
+// libbpf's messages go to the agent's log: warnings (verifier output on a failed load) as
+// warnings, the rest at debug.
+static int libbpf_log(enum libbpf_print_level level, const char* format, va_list args) {
+  char buf[4096];
+  int n = std::vsnprintf(buf, sizeof(buf), format, args);
+  std::string text(buf, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1) : 0);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (level == LIBBPF_WARN)
+    spdlog::warn("libbpf: {}", text);
+  else
+    spdlog::debug("libbpf: {}", text);
+  return 0;
+}
+
+static bool ip_less(const net::Ip& a, const net::Ip& b) {
+  if (a.family != b.family) return a.family < b.family;
+  return a.bytes < b.bytes;
+}
+
+static std::string ifname_of(int ifindex) {
+  char name[IF_NAMESIZE] = {};
+  if (ifindex > 0 && ::if_indextoname(static_cast<unsigned>(ifindex), name)) return name;
+  return "";
+}
+
+static bool same_value(const ferry_endpoint_value& a, const ferry_endpoint_value& b) {
+  return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+class EbpfDataplane final : public dataplane::Dataplane {
+ public:
+  explicit EbpfDataplane(EbpfConfig config) : cfg_(std::move(config)) {
+    if (cfg_.bpffs_root.empty()) throw EbpfError("eBPF backend: empty bpffs root");
+    while (cfg_.bpffs_root.size() > 1 && cfg_.bpffs_root.back() == '/') cfg_.bpffs_root.pop_back();
+    if (cfg_.gc_batch == 0) cfg_.gc_batch = 1;
+    libbpf_set_print(libbpf_log);
+  }
+
+  std::string name() const override { return "ebpf"; }
+
+  void start() override {
+    if (ensure_bpffs()) ++writes_;
+    make_root();
+    hash_ = cfg_.program_hash_override.empty() ? embedded_program_hash() : cfg_.program_hash_override;
+    if (!open_current()) {
+      load_and_pin();
+      if (!open_current()) throw EbpfError("eBPF backend: pins under " + cfg_.bpffs_root + " vanished after loading");
+      replace_outdated_programs();
+      unpin_old_programs();
+    }
+    index_valid_ = false;
+    started_ = true;
+  }
+
+  std::vector<dataplane::Endpoint> installed_endpoints() override {
+    require_started();
+    std::map<uint32_t, dataplane::Endpoint> by_id;
+    std::map<uint32_t, ferry_endpoint_value> first_value;
+    index_.clear();
+    for (const ferry_endpoint_key& key : detail::map_keys<ferry_endpoint_key>(ep_.get())) {
+      ferry_endpoint_value value{};
+      if (bpf_map_lookup_elem(ep_.get(), &key, &value) != 0) continue;
+      net::Ip ip = detail::ip_from(key.family, key.addr);
+      index_[value.endpoint_id].push_back(ip);
+      auto [it, inserted] = by_id.try_emplace(value.endpoint_id);
+      dataplane::Endpoint& ep = it->second;
+      ep.ips.push_back(ip);
+      if (inserted) {
+        first_value[value.endpoint_id] = value;
+        ep.endpoint_id = value.endpoint_id;
+        ep.host_ifindex = static_cast<int>(value.ifindex);
+        std::copy(std::begin(value.pod_mac), std::end(value.pod_mac), ep.pod_mac.begin());
+        std::copy(std::begin(value.host_mac), std::end(value.host_mac), ep.host_mac.begin());
+      }
+      // Entries of one endpoint that disagree, or one not yet flagged: half-programmed.
+      ferry_endpoint_value want = first_value[value.endpoint_id];
+      want.flags |= FERRY_EP_F_PROGRAMMED;
+      if (!same_value(value, want)) ep.complete = false;
+    }
+    index_valid_ = true;
+
+    std::vector<dataplane::Endpoint> out;
+    for (auto& [id, ep] : by_id) {
+      std::sort(ep.ips.begin(), ep.ips.end(), ip_less);
+      ep.host_veth = ifname_of(ep.host_ifindex);
+      if (ep.host_veth.empty() || !filters_current(ep.host_ifindex)) ep.complete = false;
+      out.push_back(std::move(ep));
+    }
+    return out;
+  }
+
+  void program_endpoint(const dataplane::Endpoint& want) override {
+    require_started();
+    std::string what = "endpoint " + std::to_string(want.endpoint_id) + " (" + want.host_veth + ")";
+    if (want.endpoint_id == 0) throw EbpfError("cannot program " + what + ": endpoint id 0");
+    if (want.ips.empty()) throw EbpfError("cannot program " + what + ": no IP addresses");
+    std::string actual = ifname_of(want.host_ifindex);
+    if (actual.empty())
+      throw EbpfError("cannot program " + what + ": ifindex " + std::to_string(want.host_ifindex) + " does not exist");
+    if (!want.host_veth.empty() && actual != want.host_veth)
+      throw EbpfError("cannot program " + what + ": ifindex " + std::to_string(want.host_ifindex) + " is " + actual);
+    ensure_index();
+
+    ferry_endpoint_value flagged{};
+    flagged.ifindex = static_cast<uint32_t>(want.host_ifindex);
+    flagged.endpoint_id = want.endpoint_id;
+    std::copy(want.pod_mac.begin(), want.pod_mac.end(), flagged.pod_mac);
+    std::copy(want.host_mac.begin(), want.host_mac.end(), flagged.host_mac);
+    flagged.flags = FERRY_EP_F_PROGRAMMED;
+    ferry_endpoint_value unflagged = flagged;
+    unflagged.flags = 0;
+
+    // 1. New IPs first, not yet flagged: the source check of from-pod needs them before the
+    //    program runs, and the datapath treats them as not ready until the last step.
+    std::vector<ferry_endpoint_key> to_flag;
+    for (const net::Ip& ip : want.ips) {
+      ferry_endpoint_key key = detail::endpoint_key(ip);
+      ferry_endpoint_value have{};
+      bool present = bpf_map_lookup_elem(ep_.get(), &key, &have) == 0;
+      if (present && same_value(have, flagged)) continue;
+      if (!present || have.endpoint_id != want.endpoint_id) update_endpoint(key, unflagged, what);
+      to_flag.push_back(key);
+    }
+    // 2. Programs on both sides of the veth (replaced in place when outdated).
+    attach_programs(want.host_ifindex, what);
+    // 3. Enforced: flag (or correct) the entries.
+    for (const ferry_endpoint_key& key : to_flag) update_endpoint(key, flagged, what);
+    // 4. IPs this endpoint no longer has.
+    std::vector<net::Ip>& known = index_[want.endpoint_id];
+    for (const net::Ip& ip : known) {
+      if (std::find(want.ips.begin(), want.ips.end(), ip) != want.ips.end()) continue;
+      delete_endpoint_ip(ip, want.endpoint_id, what);
+    }
+    known = want.ips;
+  }
+
+  void remove_endpoint(const dataplane::Endpoint& have) override {
+    require_started();
+    std::string what = "endpoint " + std::to_string(have.endpoint_id) + " (" + have.host_veth + ")";
+    ensure_index();
+    std::vector<net::Ip> ips = have.ips;
+    for (const net::Ip& ip : index_[have.endpoint_id])
+      if (std::find(ips.begin(), ips.end(), ip) == ips.end()) ips.push_back(ip);
+    for (const net::Ip& ip : ips) delete_endpoint_ip(ip, have.endpoint_id, what);
+    index_.erase(have.endpoint_id);
+    // The filters go too, unless the interface now belongs to another endpoint.
+    if (have.host_ifindex > 0 && !ifindex_in_use(have.host_ifindex)) {
+      for (bpf_tc_attach_point side : {BPF_TC_INGRESS, BPF_TC_EGRESS})
+        if (detail::tc_detach(have.host_ifindex, side)) ++writes_;
+    }
+  }
+
+  void maintain() override {
+    require_started();
+    collect_conntrack_garbage();
+  }
+
+  void cleanup_all() override {
+    // Filters first (they hold the programs), on every interface of this netns.
+    if (struct if_nameindex* ifs = ::if_nameindex()) {
+      for (struct if_nameindex* i = ifs; i->if_index != 0; ++i) {
+        for (bpf_tc_attach_point side : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+          uint32_t prog = detail::tc_filter_prog(static_cast<int>(i->if_index), side);
+          if (prog == 0 || detail::prog_info_by_id(prog).name.rfind("ferry_", 0) != 0) continue;
+          if (detail::tc_detach(static_cast<int>(i->if_index), side)) ++writes_;
+        }
+      }
+      ::if_freenameindex(ifs);
+    }
+    close_all();
+    if (DIR* dir = ::opendir(cfg_.bpffs_root.c_str())) {
+      std::vector<std::string> names;
+      while (dirent* de = ::readdir(dir)) {
+        std::string n = de->d_name;
+        if (n != "." && n != "..") names.push_back(n);
+      }
+      ::closedir(dir);
+      for (const std::string& n : names) {
+        std::string path = cfg_.bpffs_root + "/" + n;
+        if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+          throw EbpfError("failed to unpin " + path + ": " + detail::errstr(errno));
+        ++writes_;
+      }
+      if (::rmdir(cfg_.bpffs_root.c_str()) != 0 && errno != ENOENT)
+        throw EbpfError("failed to remove " + cfg_.bpffs_root + ": " + detail::errstr(errno));
+      ++writes_;
+    }
+    started_ = false;
+    index_valid_ = false;
+    index_.clear();
+  }
+
+  dataplane::Stats stats() override {
+    require_started();
+    dataplane::Stats s;
+    s.counters = detail::read_counters(ctr_.get());
+    // Agent-side: conntrack entries removed by maintain() since start.
+    s.counters.push_back({"ct_gc_deleted", false, gc_deleted_, 0});
+    s.maps = detail::read_map_fill(ep_.get(), ct_.get());
+    s.kernel_writes = writes_;
+    return s;
+  }
+
+ private:
+  std::string root_path(const std::string& name) const { return cfg_.bpffs_root + "/" + name; }
+
+  void require_started() const {
+    if (!started_) throw EbpfError("eBPF backend for " + cfg_.bpffs_root + " is not started");
+  }
+
+  void make_root() {
+    std::string path;
+    size_t pos = 0;
+    const std::string& root = cfg_.bpffs_root;
+    while (pos != std::string::npos) {
+      pos = root.find('/', pos + 1);
+      path = root.substr(0, pos);
+      if (path.empty() || detail::path_exists(path)) continue;
+      if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+        throw EbpfError("failed to create " + path + ": " + detail::errstr(errno));
+      ++writes_;
+    }
+  }
+
+  // Opens every map pin and this build's program pins; false (nothing kept) if one is missing.
+  bool open_current() {
+    close_all();
+    Fd ep = detail::open_pinned(root_path(FERRY_MAP_ENDPOINTS));
+    Fd ct = detail::open_pinned(root_path(FERRY_MAP_CT));
+    Fd ctr = detail::open_pinned(root_path(FERRY_MAP_COUNTERS));
+    Fd ev = detail::open_pinned(root_path(FERRY_MAP_EVENTS));
+    Fd from = detail::open_pinned(root_path(kFromPodPin + hash_));
+    Fd to = detail::open_pinned(root_path(kToPodPin + hash_));
+    if (!ep.valid() || !ct.valid() || !ctr.valid() || !ev.valid() || !from.valid() || !to.valid()) return false;
+    ep_ = std::move(ep);
+    ct_ = std::move(ct);
+    ctr_ = std::move(ctr);
+    ev_ = std::move(ev);
+    from_pod_ = std::move(from);
+    to_pod_ = std::move(to);
+    from_pod_id_ = detail::prog_info(from_pod_.get()).id;
+    to_pod_id_ = detail::prog_info(to_pod_.get()).id;
+    return true;
+  }
+
+  void close_all() {
+    for (Fd* fd : {&ep_, &ct_, &ctr_, &ev_, &from_pod_, &to_pod_}) fd->reset();
+    from_pod_id_ = to_pod_id_ = 0;
+  }
+
+  // Loads the embedded object: maps pinned by name are reused (created and pinned when
+  // missing), programs are pinned under this build's hash.
+  void load_and_pin() {
+    struct SkelDeleter {
+      void operator()(ferry_lxc* s) const { ferry_lxc__destroy(s); }
+    };
+    bpf_object_open_opts opts{};
+    opts.sz = sizeof(opts);
+    opts.pin_root_path = cfg_.bpffs_root.c_str();
+    std::unique_ptr<ferry_lxc, SkelDeleter> skel(ferry_lxc__open_opts(&opts));
+    if (!skel) throw EbpfError("failed to open the embedded BPF object: " + detail::errstr(errno));
+
+    // A pinned map keeps its size (reuse requires equal definitions); new maps get the config's.
+    size_map(skel->maps.ferry_ep_v1, FERRY_MAP_ENDPOINTS, cfg_.endpoints_max);
+    size_map(skel->maps.ferry_ct_v1, FERRY_MAP_CT, cfg_.ct_max);
+
+    int err = ferry_lxc__load(skel.get());
+    if (err != 0)
+      throw EbpfError("failed to load the BPF programs into " + cfg_.bpffs_root + ": " + detail::errstr(err) +
+                      " (see the libbpf log above)");
+    ++writes_;
+    pin_program(skel->progs.ferry_from_pod, kFromPodPin + hash_);
+    pin_program(skel->progs.ferry_to_pod, kToPodPin + hash_);
+    spdlog::info("ebpf: loaded programs {} into {}", hash_, cfg_.bpffs_root);
+  }
+
+  void size_map(bpf_map* map, const char* name, uint32_t configured) {
+    Fd pinned = detail::open_pinned(root_path(name));
+    uint32_t size = pinned.valid() ? detail::map_info(pinned.get()).max_entries : configured;
+    if (pinned.valid() && size != configured && configured != 0)
+      spdlog::warn("ebpf: {} keeps its size {} (configured {}): resizing needs a new map", name, size, configured);
+    if (size != 0) bpf_map__set_max_entries(map, size);
+  }
+
+  void pin_program(bpf_program* prog, const std::string& name) {
+    std::string path = root_path(name);
+    if (detail::path_exists(path)) {  // same build, but a map was missing: replace the pin
+      if (::unlink(path.c_str()) != 0) throw EbpfError("failed to unpin " + path + ": " + detail::errstr(errno));
+      ++writes_;
+    }
+    int err = bpf_program__pin(prog, path.c_str());
+    if (err != 0) throw EbpfError("failed to pin " + path + ": " + detail::errstr(err));
+    ++writes_;
+  }
+
+  // Every endpoint whose filters run another ferry build gets this build's programs, swapped
+  // in place (same handle/priority): packets see the old or the new program, never none.
+  void replace_outdated_programs() {
+    std::set<int> ifindexes;
+    for (const ferry_endpoint_key& key : detail::map_keys<ferry_endpoint_key>(ep_.get())) {
+      ferry_endpoint_value value{};
+      if (bpf_map_lookup_elem(ep_.get(), &key, &value) == 0) ifindexes.insert(static_cast<int>(value.ifindex));
+    }
+    size_t replaced = 0;
+    for (int ifindex : ifindexes) {
+      for (auto [side, fd, id] : {std::tuple{BPF_TC_INGRESS, from_pod_.get(), from_pod_id_},
+                                  std::tuple{BPF_TC_EGRESS, to_pod_.get(), to_pod_id_}}) {
+        uint32_t running = detail::tc_filter_prog(ifindex, side);
+        if (running == 0 || running == id) continue;  // missing filters: reconcile reattaches
+        if (detail::prog_info_by_id(running).name.rfind("ferry_", 0) != 0) continue;
+        detail::tc_attach(ifindex, side, fd);
+        ++writes_;
+        ++replaced;
+      }
+    }
+    if (replaced) spdlog::info("ebpf: replaced {} tc filters with programs {}", replaced, hash_);
+  }
+
+  void unpin_old_programs() {
+    DIR* dir = ::opendir(cfg_.bpffs_root.c_str());
+    if (!dir) return;
+    std::vector<std::string> old;
+    while (dirent* de = ::readdir(dir)) {
+      std::string n = de->d_name;
+      bool prog = n.rfind(kFromPodPin, 0) == 0 || n.rfind(kToPodPin, 0) == 0;
+      if (prog && n != kFromPodPin + hash_ && n != kToPodPin + hash_) old.push_back(n);
+    }
+    ::closedir(dir);
+    for (const std::string& n : old) {
+      if (::unlink(root_path(n).c_str()) == 0) ++writes_;
+      spdlog::info("ebpf: unpinned old program {}", n);
+    }
+  }
+
+  bool filters_current(int ifindex) const {
+    return detail::tc_filter_prog(ifindex, BPF_TC_INGRESS) == from_pod_id_ &&
+           detail::tc_filter_prog(ifindex, BPF_TC_EGRESS) == to_pod_id_;
+  }
+
+  void attach_programs(int ifindex, const std::string& what) {
+    uint32_t ingress = detail::tc_filter_prog(ifindex, BPF_TC_INGRESS);
+    uint32_t egress = detail::tc_filter_prog(ifindex, BPF_TC_EGRESS);
+    if (ingress == from_pod_id_ && egress == to_pod_id_) return;
+    try {
+      if (ingress == 0 && egress == 0 && detail::tc_ensure_clsact(ifindex)) ++writes_;
+      if (ingress != from_pod_id_) {
+        detail::tc_attach(ifindex, BPF_TC_INGRESS, from_pod_.get());
+        ++writes_;
+      }
+      if (egress != to_pod_id_) {
+        detail::tc_attach(ifindex, BPF_TC_EGRESS, to_pod_.get());
+        ++writes_;
+      }
+    } catch (const EbpfError& e) {
+      throw EbpfError(what + ": " + e.what());
+    }
+  }
+
+  void update_endpoint(const ferry_endpoint_key& key, const ferry_endpoint_value& value, const std::string& what) {
+    if (bpf_map_update_elem(ep_.get(), &key, &value, BPF_ANY) != 0) {
+      int err = errno;
+      throw EbpfError("failed to write " + detail::ip_from(key.family, key.addr).str() + " of " + what + " to " +
+                      FERRY_MAP_ENDPOINTS + ": " + detail::errstr(err) +
+                      (err == E2BIG ? " (map full: raise endpoints_max)" : ""));
+    }
+    ++writes_;
+  }
+
+  // Deletes ip's entry if it still belongs to endpoint `id` (the IP may have moved on).
+  void delete_endpoint_ip(const net::Ip& ip, uint32_t id, const std::string& what) {
+    ferry_endpoint_key key = detail::endpoint_key(ip);
+    ferry_endpoint_value have{};
+    if (bpf_map_lookup_elem(ep_.get(), &key, &have) != 0 || have.endpoint_id != id) return;
+    if (bpf_map_delete_elem(ep_.get(), &key) != 0 && errno != ENOENT)
+      throw EbpfError("failed to delete " + ip.str() + " of " + what + " from " + FERRY_MAP_ENDPOINTS + ": " +
+                      detail::errstr(errno));
+    ++writes_;
+  }
+
+  // endpoint id -> its IPs in ferry_ep_v1: rebuilt by installed_endpoints() (or lazily), kept
+  // current by our own writes (only the agent writes that map).
+  void ensure_index() {
+    if (index_valid_) return;
+    index_.clear();
+    for (const ferry_endpoint_key& key : detail::map_keys<ferry_endpoint_key>(ep_.get())) {
+      ferry_endpoint_value value{};
+      if (bpf_map_lookup_elem(ep_.get(), &key, &value) == 0)
+        index_[value.endpoint_id].push_back(detail::ip_from(key.family, key.addr));
+    }
+    index_valid_ = true;
+  }
+
+  bool ifindex_in_use(int ifindex) const {
+    for (const auto& [id, ips] : index_) {
+      for (const net::Ip& ip : ips) {
+        ferry_endpoint_key key = detail::endpoint_key(ip);
+        ferry_endpoint_value value{};
+        if (bpf_map_lookup_elem(ep_.get(), &key, &value) == 0 && static_cast<int>(value.ifindex) == ifindex)
+          return true;
+      }
+    }
+    return false;
+  }
+
+  // Conntrack GC, at most gc_batch entries per call, resuming where the last call stopped. An
+  // entry is deleted only if it is expired AND its last_seen is unchanged on a second read, so a
+  // packet that refreshed it in between keeps it (the remaining window is one syscall wide).
+  void collect_conntrack_garbage() {
+    std::vector<ferry_ct_key> batch;
+    ferry_ct_key next{};
+    const void* prev = gc_cursor_ ? &*gc_cursor_ : nullptr;
+    ferry_ct_key prev_key{};
+    bool reached_end = false;
+    while (batch.size() < cfg_.gc_batch) {
+      if (bpf_map_get_next_key(ct_.get(), prev, &next) != 0) {
+        reached_end = true;
+        break;
+      }
+      batch.push_back(next);
+      prev_key = next;
+      prev = &prev_key;
+    }
+    uint64_t now = detail::monotonic_ns();
+    std::optional<ferry_ct_key> last_kept;
+    for (const ferry_ct_key& key : batch) {
+      ferry_ct_value judged{};
+      if (bpf_map_lookup_elem(ct_.get(), &key, &judged) != 0) continue;
+      if (!expired(judged, now)) {
+        last_kept = key;
+        continue;
+      }
+      ferry_ct_value again{};
+      if (bpf_map_lookup_elem(ct_.get(), &key, &again) != 0) continue;
+      if (again.last_seen_ns != judged.last_seen_ns) {
+        last_kept = key;
+        continue;
+      }
+      if (bpf_map_delete_elem(ct_.get(), &key) == 0) {
+        ++writes_;
+        ++gc_deleted_;
+      }
+    }
+    // Resume after the last surviving key (a deleted cursor would restart the walk).
+    gc_cursor_ = reached_end ? std::nullopt : last_kept;
+  }
+
+  static bool expired(const ferry_ct_value& v, uint64_t now_ns) {
+    return now_ns > v.last_seen_ns + static_cast<uint64_t>(v.lifetime_s) * 1000000000ull;
+  }
+
+  EbpfConfig cfg_;
+  std::string hash_;
+  bool started_ = false;
+  Fd ep_, ct_, ctr_, ev_, from_pod_, to_pod_;
+  uint32_t from_pod_id_ = 0, to_pod_id_ = 0;
+  uint64_t writes_ = 0;
+  uint64_t gc_deleted_ = 0;
+  std::optional<ferry_ct_key> gc_cursor_;
+  bool index_valid_ = false;
+  std::unordered_map<uint32_t, std::vector<net::Ip>> index_;
+};
+
+std::unique_ptr<dataplane::Dataplane> make_ebpf_dataplane(const EbpfConfig& config) {
+  return std::make_unique<EbpfDataplane>(config);
+}
+
+}  // namespace ferry::ebpf

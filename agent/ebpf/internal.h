@@ -1,0 +1,114 @@
+// agent/ebpf/internal.h — helpers shared by the .cpp files of agent/ebpf (not a public header:
+// other folders include only ebpf.h).
+#pragma once
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "agent/ebpf/ebpf.h"
+#include "ferry/abi.h"
+
+namespace ferry::ebpf::detail {
+
+// An owned file descriptor (bpf objects are fds).
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// libbpf returns -errno (and sets errno); this turns either into a message.
+inline std::string errstr(int err) { return std::strerror(err < 0 ? -err : err); }
+
+// Opens a pinned object; invalid Fd when the path does not exist.
+Fd open_pinned(const std::string& path);
+bool path_exists(const std::string& path);
+
+struct ProgInfo {
+  uint32_t id = 0;
+  std::string name;
+};
+ProgInfo prog_info(int prog_fd);
+ProgInfo prog_info_by_id(uint32_t id);  // name "" when the program is gone
+struct MapInfo {
+  uint32_t id = 0;
+  uint32_t max_entries = 0;
+  std::string name;
+};
+MapInfo map_info(int map_fd);
+
+// Every key of a hash map (get_next_key walk; restarts are tolerated, duplicates removed).
+template <typename Key>
+std::vector<Key> map_keys(int fd, size_t limit = SIZE_MAX);
+
+// The tc filter at (FERRY_TC_HANDLE, FERRY_TC_PRIORITY) on one side of an interface:
+// its program id, 0 when there is none (or no clsact, or no interface).
+uint32_t tc_filter_prog(int ifindex, bpf_tc_attach_point side);
+// Attaches (or replaces in place) our filter; throws EbpfError.
+void tc_attach(int ifindex, bpf_tc_attach_point side, int prog_fd);
+// Removes our filter; true if one was removed (absent interface/qdisc/filter = false).
+bool tc_detach(int ifindex, bpf_tc_attach_point side);
+// Creates the clsact qdisc; true if it was created (false: it existed).
+bool tc_ensure_clsact(int ifindex);
+
+// Conversions between abi structs and net types.
+net::Ip ip_from(uint8_t family, const uint8_t* addr16);
+ferry_endpoint_key endpoint_key(const net::Ip& ip);
+uint64_t monotonic_ns();
+
+// Shared by PinnedMaps and the backend.
+ConntrackEntry decode_conntrack(const ferry_ct_key& key, const ferry_ct_value& value, uint64_t now_ns);
+std::vector<dataplane::Counter> read_counters(int counters_fd);  // summed over CPUs, named
+std::map<std::string, dataplane::MapFill> read_map_fill(int endpoints_fd, int conntrack_fd);
+
+template <typename Key>
+std::vector<Key> map_keys(int fd, size_t limit) {
+  std::vector<Key> keys;
+  Key key{}, next{};
+  const void* prev = nullptr;
+  while (keys.size() < limit && bpf_map_get_next_key(fd, prev, &next) == 0) {
+    keys.push_back(next);
+    key = next;
+    prev = &key;
+    if (keys.size() > (1u << 24)) break;  // a map that keeps restarting: give up, not loop
+  }
+  // A key deleted under us makes the walk restart from the first key: drop the repeats.
+  auto less = [](const Key& a, const Key& b) { return std::memcmp(&a, &b, sizeof(Key)) < 0; };
+  auto same = [](const Key& a, const Key& b) { return std::memcmp(&a, &b, sizeof(Key)) == 0; };
+  std::sort(keys.begin(), keys.end(), less);
+  keys.erase(std::unique(keys.begin(), keys.end(), same), keys.end());
+  return keys;
+}
+
+}  // namespace ferry::ebpf::detail

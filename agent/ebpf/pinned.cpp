@@ -1,0 +1,248 @@
+// Read access to a node's pinned maps: what ferryctl and the tests see, and what the backend's
+// installed_endpoints() and stats() are built from.
+#include <dirent.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+
+#include <fstream>
+
+#include "agent/ebpf/internal.h"
+
+namespace ferry::ebpf {
+
+using detail::Fd;
+
+static std::string pin_path(const std::string& root, const char* name) { return root + "/" + name; }
+
+bool PinnedMaps::exists(const std::string& root) {
+  return detail::path_exists(pin_path(root, FERRY_MAP_ENDPOINTS));
+}
+
+PinnedMaps PinnedMaps::open(const std::string& root) {
+  if (!exists(root))
+    throw EbpfError("no ferry maps under " + root + " (is the agent running in eBPF mode on this node?)");
+  PinnedMaps maps;
+  maps.root_ = root;
+  auto open_one = [&](const char* name) {
+    Fd fd = detail::open_pinned(pin_path(root, name));
+    if (!fd.valid()) throw EbpfError("incomplete ferry pins under " + root + ": " + name + " is missing");
+    return fd.release();  // owned by `maps` from here (closed in close_all)
+  };
+  maps.ep_fd_ = open_one(FERRY_MAP_ENDPOINTS);
+  maps.ct_fd_ = open_one(FERRY_MAP_CT);
+  maps.ctr_fd_ = open_one(FERRY_MAP_COUNTERS);
+  maps.ev_fd_ = open_one(FERRY_MAP_EVENTS);
+  return maps;
+}
+
+PinnedMaps::PinnedMaps(PinnedMaps&& o) noexcept
+    : root_(std::move(o.root_)),
+      ep_fd_(std::exchange(o.ep_fd_, -1)),
+      ct_fd_(std::exchange(o.ct_fd_, -1)),
+      ctr_fd_(std::exchange(o.ctr_fd_, -1)),
+      ev_fd_(std::exchange(o.ev_fd_, -1)) {}
+
+PinnedMaps& PinnedMaps::operator=(PinnedMaps&& o) noexcept {
+  if (this != &o) {
+    close_all();
+    root_ = std::move(o.root_);
+    ep_fd_ = std::exchange(o.ep_fd_, -1);
+    ct_fd_ = std::exchange(o.ct_fd_, -1);
+    ctr_fd_ = std::exchange(o.ctr_fd_, -1);
+    ev_fd_ = std::exchange(o.ev_fd_, -1);
+  }
+  return *this;
+}
+
+PinnedMaps::~PinnedMaps() { close_all(); }
+
+void PinnedMaps::close_all() {
+  for (int* fd : {&ep_fd_, &ct_fd_, &ctr_fd_, &ev_fd_}) {
+    if (*fd >= 0) ::close(*fd);
+    *fd = -1;
+  }
+}
+
+// The kind of a bpf fd, from /proc/self/fdinfo (maps show map_type, programs prog_type).
+static std::string fd_kind(int fd) {
+  std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("map_type:", 0) == 0) return "map";
+    if (line.rfind("prog_type:", 0) == 0) return "program";
+  }
+  return "other";
+}
+
+std::vector<PinInfo> PinnedMaps::pins() const {
+  std::vector<PinInfo> out;
+  DIR* dir = ::opendir(root_.c_str());
+  if (!dir) return out;
+  while (dirent* de = ::readdir(dir)) {
+    std::string name = de->d_name;
+    if (name == "." || name == "..") continue;
+    PinInfo pin;
+    pin.name = name;
+    Fd fd(bpf_obj_get((root_ + "/" + name).c_str()));
+    if (fd.valid()) {
+      pin.kind = fd_kind(fd.get());
+      if (pin.kind == "map") {
+        detail::MapInfo info = detail::map_info(fd.get());
+        pin.id = info.id;
+        pin.object_name = info.name;
+      } else if (pin.kind == "program") {
+        detail::ProgInfo info = detail::prog_info(fd.get());
+        pin.id = info.id;
+        pin.object_name = info.name;
+      }
+    } else {
+      pin.kind = "other";
+    }
+    out.push_back(pin);
+  }
+  ::closedir(dir);
+  std::sort(out.begin(), out.end(), [](const PinInfo& a, const PinInfo& b) { return a.name < b.name; });
+  return out;
+}
+
+static bool ip_less(const net::Ip& a, const net::Ip& b) {
+  if (a.family != b.family) return a.family < b.family;
+  return a.bytes < b.bytes;
+}
+
+std::vector<EndpointEntry> PinnedMaps::endpoints() const {
+  std::vector<EndpointEntry> out;
+  for (const ferry_endpoint_key& key : detail::map_keys<ferry_endpoint_key>(ep_fd_)) {
+    ferry_endpoint_value value{};
+    if (bpf_map_lookup_elem(ep_fd_, &key, &value) != 0) continue;  // deleted meanwhile
+    EndpointEntry e;
+    e.ip = detail::ip_from(key.family, key.addr);
+    e.endpoint_id = value.endpoint_id;
+    e.ifindex = static_cast<int>(value.ifindex);
+    char name[IF_NAMESIZE] = {};
+    if (value.ifindex != 0 && ::if_indextoname(value.ifindex, name)) e.ifname = name;
+    std::copy(std::begin(value.pod_mac), std::end(value.pod_mac), e.pod_mac.begin());
+    std::copy(std::begin(value.host_mac), std::end(value.host_mac), e.host_mac.begin());
+    e.flags = value.flags;
+    out.push_back(std::move(e));
+  }
+  std::sort(out.begin(), out.end(), [](const EndpointEntry& a, const EndpointEntry& b) {
+    if (a.endpoint_id != b.endpoint_id) return a.endpoint_id < b.endpoint_id;
+    return ip_less(a.ip, b.ip);
+  });
+  return out;
+}
+
+ConntrackEntry detail::decode_conntrack(const ferry_ct_key& key, const ferry_ct_value& value, uint64_t now_ns) {
+  ConntrackEntry c;
+  c.family = key.family;
+  c.proto = key.proto;
+  c.src = detail::ip_from(key.family, key.saddr);
+  c.dst = detail::ip_from(key.family, key.daddr);
+  c.sport = ntohs(key.sport);
+  c.dport = ntohs(key.dport);
+  c.state = value.state;
+  c.packets_fwd = value.packets_fwd;
+  c.bytes_fwd = value.bytes_fwd;
+  c.packets_rev = value.packets_rev;
+  c.bytes_rev = value.bytes_rev;
+  c.tcp_flags_fwd = value.tcp_flags_fwd;
+  c.tcp_flags_rev = value.tcp_flags_rev;
+  c.src_endpoint = value.src_endpoint;
+  c.lifetime_s = value.lifetime_s;
+  c.created_ns = value.created_ns;
+  c.last_seen_ns = value.last_seen_ns;
+  auto secs = [](int64_t ns) { return static_cast<double>(ns) / 1e9; };
+  c.age_s = secs(static_cast<int64_t>(now_ns - value.created_ns));
+  c.idle_s = secs(static_cast<int64_t>(now_ns - value.last_seen_ns));
+  c.expires_in_s = static_cast<double>(value.lifetime_s) - c.idle_s;
+  return c;
+}
+
+std::vector<ConntrackEntry> PinnedMaps::conntrack() const {
+  std::vector<ConntrackEntry> out;
+  uint64_t now = detail::monotonic_ns();
+  for (const ferry_ct_key& key : detail::map_keys<ferry_ct_key>(ct_fd_)) {
+    ferry_ct_value value{};
+    if (bpf_map_lookup_elem(ct_fd_, &key, &value) != 0) continue;
+    out.push_back(detail::decode_conntrack(key, value, now));
+  }
+  return out;
+}
+
+size_t PinnedMaps::flush_conntrack() {
+  size_t deleted = 0;
+  for (const ferry_ct_key& key : detail::map_keys<ferry_ct_key>(ct_fd_))
+    if (bpf_map_delete_elem(ct_fd_, &key) == 0) ++deleted;
+  return deleted;
+}
+
+std::vector<dataplane::Counter> detail::read_counters(int fd) {
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) throw EbpfError("cannot count possible CPUs: " + detail::errstr(ncpus));
+  uint32_t max = std::min<uint32_t>(detail::map_info(fd).max_entries, FERRY_CTR_MAX);
+  std::vector<ferry_counter_value> percpu(static_cast<size_t>(ncpus));
+  std::vector<dataplane::Counter> out;
+  for (uint32_t i = 0; i < max; ++i) {
+    if (bpf_map_lookup_elem(fd, &i, percpu.data()) != 0)
+      throw EbpfError("failed to read counter " + std::to_string(i) + ": " + detail::errstr(errno));
+    dataplane::Counter c;
+    for (const ferry_counter_value& v : percpu) {
+      c.packets += v.packets;
+      c.bytes += v.bytes;
+    }
+    bool drop = i > FERRY_CTR_DROP_BASE;
+    c.name = counter_name(static_cast<int>(i));
+    // Named counters always show (a zero is information); unnamed slots only once used.
+    bool named = !c.name.empty() && c.name.find("reason_") == std::string::npos;
+    if (!named && c.packets == 0 && c.bytes == 0) continue;
+    if (c.name.empty()) c.name = "counter_" + std::to_string(i);
+    c.drop = drop;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::vector<dataplane::Counter> PinnedMaps::counters() const { return detail::read_counters(ctr_fd_); }
+
+std::map<std::string, dataplane::MapFill> detail::read_map_fill(int ep_fd, int ct_fd) {
+  std::map<std::string, dataplane::MapFill> out;
+  out[FERRY_MAP_ENDPOINTS] = {detail::map_keys<ferry_endpoint_key>(ep_fd).size(), detail::map_info(ep_fd).max_entries};
+  out[FERRY_MAP_CT] = {detail::map_keys<ferry_ct_key>(ct_fd).size(), detail::map_info(ct_fd).max_entries};
+  return out;
+}
+
+std::map<std::string, dataplane::MapFill> PinnedMaps::map_fill() const { return detail::read_map_fill(ep_fd_, ct_fd_); }
+
+// ---------------------------------------------------------------------------------------
+
+DropEventReader::DropEventReader(const PinnedMaps& maps) {
+  rb_ = ring_buffer__new(maps.events_fd(), &DropEventReader::on_sample, this, nullptr);
+  if (!rb_)
+    throw EbpfError("failed to open the drop event ring buffer under " + maps.root() + ": " +
+                    detail::errstr(errno));
+}
+
+DropEventReader::~DropEventReader() {
+  if (rb_) ring_buffer__free(rb_);
+}
+
+int DropEventReader::on_sample(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<DropEventReader*>(ctx);
+  if (auto ev = decode_drop_event(data, size)) {
+    ++self->seen_;
+    if (self->on_event_) self->on_event_(*ev);
+  }
+  return 0;
+}
+
+int DropEventReader::poll(int timeout_ms, const std::function<void(const DropEvent&)>& on_event) {
+  on_event_ = on_event;
+  seen_ = 0;
+  int err = ring_buffer__poll(rb_, timeout_ms);
+  on_event_ = nullptr;
+  if (err < 0 && err != -EINTR) throw EbpfError("failed to poll the drop event ring buffer: " + detail::errstr(err));
+  return seen_;
+}
+
+}  // namespace ferry::ebpf

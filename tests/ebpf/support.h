@@ -1,0 +1,102 @@
+// Fixtures for the eBPF backend tests: a node netns with a bridge and two pods (veth pairs
+// whose host ends are bridge ports), a private bpffs root, and helpers to run the backend
+// inside the node netns. Every kernel object carries the prefix "fyeb" and is removed in the
+// destructors, also when a test fails.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "agent/dataplane/dataplane.h"
+#include "agent/ebpf/ebpf.h"
+#include "net/net.h"
+
+namespace ferry::ebpftest {
+
+inline bool is_root() { return geteuid() == 0; }
+
+#define FERRY_REQUIRE_ROOT()                                                                        \
+  do {                                                                                              \
+    if (!::ferry::ebpftest::is_root()) GTEST_SKIP() << "needs root (network namespaces, bpffs, tc)"; \
+  } while (0)
+
+struct ShellResult {
+  int status = 0;
+  std::string out;  // stdout (stderr too when the command redirects it)
+};
+ShellResult sh_status(const std::string& cmd);
+std::string sh(const std::string& cmd);  // throws on a non-zero exit
+
+// `ip netns add` on construction, `ip netns del` on destruction.
+class TestNetns {
+ public:
+  explicit TestNetns(std::string name);
+  ~TestNetns();
+  TestNetns(const TestNetns&) = delete;
+  TestNetns& operator=(const TestNetns&) = delete;
+  const std::string& name() const { return name_; }
+  std::string path() const { return "/run/netns/" + name_; }
+  std::string exec(const std::string& cmd) const { return sh("ip netns exec " + name_ + " " + cmd); }
+  int exec_status(const std::string& cmd) const { return sh_status("ip netns exec " + name_ + " " + cmd).status; }
+
+ private:
+  std::string name_;
+};
+
+// Removes every pin under a bpffs directory and the directory itself on destruction.
+class BpffsRootGuard {
+ public:
+  explicit BpffsRootGuard(std::string root);
+  ~BpffsRootGuard();
+  const std::string& path() const { return root_; }
+
+ private:
+  std::string root_;
+};
+
+struct Pod {
+  std::string netns;     // netns name
+  std::string host_veth;  // in the node netns
+  net::Ip ip4, ip6;
+};
+
+// node netns "fyeb<pid>n" with bridge "fyebbr0"; pods "fyeb<pid>a"/"fyeb<pid>b" with eth0
+// 10.77.0.2/3 and fd77::2/3 (one subnet), host veths "fyebva"/"fyebvb".
+class TwoPodNode {
+ public:
+  TwoPodNode();
+  ~TwoPodNode();
+
+  const TestNetns& node() const { return *node_; }
+  const TestNetns& pod_netns(int i) const { return i == 0 ? *pod_a_ : *pod_b_; }
+  const Pod& pod(int i) const { return pods_[i]; }
+  const std::string& bpffs_root() const { return root_->path(); }
+
+  // Runs fn with this thread in the node netns (where the agent lives).
+  void in_node(const std::function<void()>& fn) const;
+  // The desired endpoint of pod i (ids 101, 102), read from the kernel.
+  dataplane::Endpoint endpoint(int i) const;
+  ebpf::EbpfConfig config() const;
+
+  // ping from pod `from` to `dst` (count packets); returns the number of replies.
+  int ping(int from, const net::Ip& dst, int count = 3, const std::string& extra = "") const;
+  // One TCP request/response between pods over `family`; true when both messages arrived.
+  bool tcp_exchange(int from, int to, int family, uint16_t port) const;
+  int host_ifindex(int i) const;
+
+ private:
+  std::unique_ptr<BpffsRootGuard> root_;
+  std::unique_ptr<TestNetns> node_, pod_a_, pod_b_;
+  Pod pods_[2];
+  net::Netns node_ns_;
+};
+
+// Counter value by name from a stats snapshot (0 when absent).
+uint64_t counter(const dataplane::Stats& stats, const std::string& name);
+uint64_t counter(const std::vector<dataplane::Counter>& counters, const std::string& name);
+
+}  // namespace ferry::ebpftest
