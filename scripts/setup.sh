@@ -15,7 +15,7 @@ packages=(
   iproute2 iptables ipset kmod procps nftables
   # tests, interop and benchmarks
   containernetworking-plugins iputils-ping netcat-openbsd tcpdump conntrack
-  podman runc busybox-static uidmap hyperfine python3 jq iperf3 util-linux
+  podman runc busybox-static uidmap hyperfine python3 jq iperf3 util-linux curl
 )
 
 missing=()

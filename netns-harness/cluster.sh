@@ -1,0 +1,660 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# netns-harness/cluster.sh — a Kubernetes-like cluster made of network namespaces on one
+# Linux machine: an underlay bridge, nodes (each running ferry-agent), pods wired by the real
+# ferry-bridge plugin, and a manifest directory standing in for the API server.
+# See netns-harness/README.md for the commands, names and addressing plan.
+set -euo pipefail
+
+FH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+FH_REPO=$(cd "$FH_DIR/.." && pwd)
+# shellcheck source=lib.sh
+source "$FH_DIR/lib.sh"
+
+usage() {
+  cat <<'EOF'
+usage: cluster.sh [--cluster NAME] <command> [args]     (NAME default: $FERRY_CLUSTER or "fy")
+
+  up --nodes N [--datapath ebpf|iptables|auto] [--bin DIR] [--no-agent]
+  add-pod <node-index> <namespace> <pod> [--labels k=v,...]
+  del-pod <namespace> <pod>
+  probe <src> <dst> <tcp|udp|sctp|icmp> [port] [--6] [--timeout-ms MS] [-o json]
+        src: <ns>/<pod> | node:<i>;  dst: <ns>/<pod> | node:<i> | IP
+  matrix [--proto tcp,udp,sctp,icmp] [--port 80] [--family 4|6|4,6] [--timeout-ms MS]
+         [--parallel N] [--json] [--expect FILE]
+  restart-agent <i> [--kill9] [--datapath MODE]
+  set-datapath <ebpf|iptables|auto>
+  exec <ns>/<pod>|node:<i> -- <command...>     run a command in that network namespace
+  ip <ns>/<pod>|node:<i> [--6]                  print its IPv4 (or IPv6) address
+  logs <i> [-f]        status        down        check-clean
+EOF
+}
+
+# --- cluster.env: what `up` decided, read by every later command -----------------------
+save_env() {
+  fh_write_atomic "$FH_STATE/cluster.env" <<EOF
+FH_NODES=$FH_NODES
+FH_DATAPATH=$FH_DATAPATH
+FH_BIN=$FH_BIN
+FH_AGENT=$FH_AGENT
+EOF
+}
+
+node_index_ok() {
+  if ! [[ $1 =~ ^[0-9]+$ ]] || (($1 < 1 || $1 > FH_NODES)); then
+    fh_die "node index \"$1\" is not between 1 and $FH_NODES"
+  fi
+}
+
+# --- up ---------------------------------------------------------------------------------
+create_underlay() {
+  local ul
+  ul=$(fh_underlay)
+  ip netns add "$ul"
+  ip -n "$ul" link set lo up
+  ip -n "$ul" link add br0 type bridge
+  ip -n "$ul" link set br0 up
+}
+
+create_node() {
+  local i=$1 node ul
+  node=$(fh_node "$i")
+  ul=$(fh_underlay)
+  ip netns add "$node"
+  # The uplink pair is created directly in the two namespaces: nothing appears on the host.
+  ip link add eth0 netns "$node" type veth peer name "n$i" netns "$ul"
+  ip -n "$ul" link set "n$i" master br0 up
+  ip -n "$node" link set lo up
+  ip -n "$node" addr add "$(fh_node_ip4 "$i")/24" dev eth0
+  ip -n "$node" addr add "$(fh_node_ip6 "$i")/64" dev eth0 nodad
+  ip -n "$node" link set eth0 up
+  fh_in "$node" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+}
+
+# Plain routes to every other node's pod CIDRs via that node's uplink (the overlay replaces these).
+route_node() {
+  local i=$1 j node
+  node=$(fh_node "$i")
+  for ((j = 1; j <= FH_NODES; j++)); do
+    ((j == i)) && continue
+    ip -n "$node" route add "$(fh_pod_cidr4 "$j")" via "$(fh_node_ip4 "$j")" dev eth0
+    ip -n "$node" -6 route add "$(fh_pod_cidr6 "$j")" via "$(fh_node_ip6 "$j")" dev eth0
+  done
+}
+
+write_node_manifest() {
+  local i=$1 node
+  node=$(fh_node "$i")
+  jq -n --arg name "$node" --arg c4 "$(fh_pod_cidr4 "$i")" --arg c6 "$(fh_pod_cidr6 "$i")" \
+    --arg ip4 "$(fh_node_ip4 "$i")" --arg ip6 "$(fh_node_ip6 "$i")" '{
+      apiVersion: "v1", kind: "Node",
+      metadata: {name: $name, labels: {"kubernetes.io/hostname": $name, "kubernetes.io/os": "linux"}},
+      spec: {podCIDR: $c4, podCIDRs: [$c4, $c6]},
+      status: {addresses: [{type: "InternalIP", address: $ip4}, {type: "InternalIP", address: $ip6},
+                           {type: "Hostname", address: $name}]}}' |
+    fh_write_atomic "$FH_MANIFESTS/node-$node.json"
+}
+
+write_conflist() {
+  local i=$1 node runtime
+  node=$(fh_node "$i")
+  runtime=$(fh_node_runtime "$i")
+  mkdir -p "$FH_STATE/cni/$node" "$FH_STATE/ipam/$node" "$FH_STATE/cni-cache/$node"
+  jq -n --arg ipam "$FH_STATE/ipam/$node" --arg c4 "$(fh_pod_cidr4 "$i")" --arg c6 "$(fh_pod_cidr6 "$i")" \
+    --arg epdir "$runtime/endpoints" --arg sock "$runtime/agent.sock" --argjson agent "$FH_AGENT" '{
+      cniVersion: "1.1.0", name: "ferry",
+      plugins: [({type: "ferry-bridge", bridge: "ferry0", isGateway: true, ipMasq: false,
+                 endpointDir: $epdir, agentSocket: $sock,
+                 ipam: {type: "ferry-host-local", dataDir: $ipam,
+                        ranges: [[{subnet: $c4}], [{subnet: $c6}]],
+                        routes: [{dst: "0.0.0.0/0"}, {dst: "::/0"}]}}
+                + (if $agent == 1 then {agentRequired: true} else {} end))]}' |
+    fh_write_atomic "$FH_STATE/cni/$node/10-ferry.conflist"
+}
+
+# A probe server in a netns answering on 80/81 (TCP, UDP, SCTP), plus a stream sink (5001)
+# and a request/response echo (5002). It answers with `name`, so probes see who answered.
+start_probe_server() {
+  local ns=$1 name=$2 pidfile="$FH_STATE/pids/$1.probe.pid" i
+  rm -f "$pidfile.ready"
+  mkdir -p "$FH_STATE/pids"
+  setsid nsenter --net="/run/netns/$ns" "$FH_BIN/ferry-probe" serve --name "$name" \
+    --tcp 80,81 --udp 80,81 --sctp 80,81 --sink 5001 --rr 5002 --pidfile "$pidfile.ready" \
+    >>"$FH_STATE/logs/$ns.probe.log" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+  for ((i = 0; i < 200; i++)); do
+    [[ -f $pidfile.ready ]] && return 0
+    fh_pid_alive "$(<"$pidfile")" || break
+    sleep 0.025
+  done
+  fh_die "ferry-probe server in $ns did not start: $(tail -n 5 "$FH_STATE/logs/$ns.probe.log")"
+}
+
+agent_pidfile() { echo "$FH_STATE/pids/$(fh_node "$1").agent.pid"; }
+
+start_agent() {
+  local i=$1 mode=$2 node log pidfile deadline
+  node=$(fh_node "$i")
+  log="$FH_STATE/logs/$node.log"
+  pidfile=$(agent_pidfile "$i")
+  mkdir -p "$(fh_node_bpffs "$i")" "$(fh_node_runtime "$i")"
+  echo "=== $(date -Is) starting ferry-agent --datapath $mode" >>"$log"
+  fh_start_daemon "$node" "$log" "$pidfile" "$FH_BIN/ferry-agent" --node "$node" \
+    --datastore "dir:$FH_MANIFESTS" --datapath "$mode" --bpffs-root "$(fh_node_bpffs "$i")" \
+    --state-dir "$(fh_node_runtime "$i")" --listen "127.0.0.1:$FH_AGENT_PORT"
+  echo "$mode" >"$FH_STATE/pids/$node.agent.mode"
+  deadline=$((SECONDS + ${FH_AGENT_TIMEOUT:-30}))
+  until fh_in "$node" curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$FH_AGENT_PORT/readyz"; do
+    if ! fh_pid_alive "$(<"$pidfile")"; then
+      fh_die "ferry-agent on $node exited during start-up; last lines of $log:
+$(tail -n 20 "$log")"
+    fi
+    if ((SECONDS >= deadline)); then
+      fh_die "ferry-agent on $node not ready after ${FH_AGENT_TIMEOUT:-30}s (http://127.0.0.1:$FH_AGENT_PORT/readyz in its netns); last lines of $log:
+$(tail -n 20 "$log")"
+    fi
+    sleep 0.1
+  done
+  fh_log "ferry-agent on $node ready ($mode datapath, pid $(<"$pidfile"))"
+}
+
+stop_agent() {
+  local i=$1 signal=${2:-TERM}
+  fh_stop_pidfile "$(agent_pidfile "$i")" "$signal"
+}
+
+cmd_up() {
+  FH_NODES=2 FH_DATAPATH=auto FH_BIN=${FERRY_BIN:-$FH_REPO/build/bin} FH_AGENT=1
+  while (($#)); do
+    case $1 in
+      --nodes) FH_NODES=$2; shift 2 ;;
+      --datapath) FH_DATAPATH=$2; shift 2 ;;
+      --bin) FH_BIN=$2; shift 2 ;;
+      --no-agent) FH_AGENT=0; shift ;;
+      *) fh_die "up: unknown argument \"$1\"" ;;
+    esac
+  done
+  if ! [[ $FH_NODES =~ ^[0-9]+$ ]] || ((FH_NODES < 1 || FH_NODES > 200)); then fh_die "--nodes must be 1-200"; fi
+  [[ $FH_DATAPATH =~ ^(ebpf|iptables|auto)$ ]] || fh_die "--datapath must be ebpf, iptables or auto"
+  FH_BIN=$(cd "$FH_BIN" 2>/dev/null && pwd) || fh_die "--bin directory does not exist"
+  local b need=(ferry-bridge ferry-host-local ferry-cnitool ferry-probe)
+  ((FH_AGENT)) && need+=(ferry-agent)
+  for b in "${need[@]}"; do
+    [[ -x $FH_BIN/$b ]] || fh_die "$FH_BIN/$b is missing; build it (cmake --build build --target $b)$([[ $b == ferry-agent ]] && echo ' or pass --no-agent')"
+  done
+  [[ -f $FH_STATE/cluster.env ]] && fh_die "cluster \"$FH_CLUSTER\" is already up; run: cluster.sh --cluster $FH_CLUSTER down"
+  [[ -z $(fh_cluster_netns) ]] ||
+    fh_die "namespaces of cluster \"$FH_CLUSTER\" are left from an earlier run ($(fh_cluster_netns | tr '\n' ' ')); run: cluster.sh --cluster $FH_CLUSTER down"
+
+  mkdir -p "$FH_STATE"/{manifests,pods,pids,logs,tmp}
+  save_env
+  fh_mount_bpffs
+  local i
+  create_underlay
+  for ((i = 1; i <= FH_NODES; i++)); do create_node "$i"; done
+  for ((i = 1; i <= FH_NODES; i++)); do
+    route_node "$i"
+    write_node_manifest "$i"
+    write_conflist "$i"
+    start_probe_server "$(fh_node "$i")" "node:$i"
+  done
+  if ((FH_AGENT)); then
+    for ((i = 1; i <= FH_NODES; i++)); do start_agent "$i" "$FH_DATAPATH"; done
+  else
+    fh_log "no agent (--no-agent): pods are plain ferry-bridge pods"
+  fi
+  fh_log "up: $FH_NODES node(s), datapath $FH_DATAPATH, state in $FH_STATE"
+}
+
+# --- pods -------------------------------------------------------------------------------
+ensure_namespace_manifest() {
+  local ns=$1 file="$FH_MANIFESTS/namespace-$1.json"
+  [[ -f $file ]] && return 0
+  jq -n --arg ns "$ns" '{apiVersion: "v1", kind: "Namespace",
+      metadata: {name: $ns, labels: {"kubernetes.io/metadata.name": $ns}}}' | fh_write_atomic "$file"
+}
+
+# labels "k=v,k2=v2" -> JSON object
+labels_json() {
+  local text=$1 pair out='{}'
+  local IFS=,
+  for pair in $text; do
+    [[ $pair =~ ^([A-Za-z0-9./_-]+)=([A-Za-z0-9._-]*)$ ]] || fh_die "label \"$pair\" is not key=value"
+    out=$(jq -c --arg k "${BASH_REMATCH[1]}" --arg v "${BASH_REMATCH[2]}" '. + {($k): $v}' <<<"$out")
+  done
+  echo "$out"
+}
+
+# The Pod object as a kubelet would report it; ip4/ip6 empty = not yet networked (Pending).
+write_pod_manifest() {
+  local node=$1 ns=$2 pod=$3 uid=$4 labels=$5 ip4=${6:-} ip6=${7:-}
+  jq -n --arg node "$node" --arg ns "$ns" --arg pod "$pod" --arg uid "$uid" --argjson labels "$labels" \
+    --arg ip4 "$ip4" --arg ip6 "$ip6" '
+    def port(n; p): {name: "serve-\(n)-\(p | ascii_downcase)", containerPort: n, protocol: p};
+    {apiVersion: "v1", kind: "Pod",
+     metadata: {name: $pod, namespace: $ns, uid: $uid, labels: $labels},
+     spec: {nodeName: $node,
+            containers: [{name: "probe", image: "ferry-probe",
+                          ports: [port(80; "TCP"), port(80; "UDP"), port(80; "SCTP"),
+                                  port(81; "TCP"), port(81; "UDP"), port(81; "SCTP")]}]},
+     status: (if $ip4 == "" and $ip6 == "" then {phase: "Pending"} else
+              {phase: "Running", podIP: (if $ip4 != "" then $ip4 else $ip6 end),
+               podIPs: [($ip4, $ip6) | select(. != "") | {ip: .}],
+               conditions: [{type: "Ready", status: "True"}]} end)}' |
+    fh_write_atomic "$FH_MANIFESTS/pod-$ns-$pod.json"
+}
+
+cnitool() {
+  local node=$1
+  shift
+  fh_in "$node" env CNI_PATH="$FH_BIN" NETCONFPATH="$FH_STATE/cni/$node" \
+    "$FH_BIN/ferry-cnitool" "$@" --cache-dir "$FH_STATE/cni-cache/$node"
+}
+
+cmd_add_pod() {
+  (($# >= 3)) || fh_die "usage: add-pod <node-index> <namespace> <pod> [--labels k=v,...]"
+  local i=$1 ns=$2 pod=$3 labels=""
+  shift 3
+  while (($#)); do
+    case $1 in
+      --labels) labels=$2; shift 2 ;;
+      *) fh_die "add-pod: unknown argument \"$1\"" ;;
+    esac
+  done
+  fh_require_cluster
+  node_index_ok "$i"
+  fh_valid_label "$ns" || fh_die "namespace \"$ns\" is not a DNS label"
+  fh_valid_label "$pod" || fh_die "pod name \"$pod\" is not a DNS label"
+  local node netns uid labels_obj state result ip4 ip6
+  node=$(fh_node "$i")
+  netns=$(fh_pod_netns "$ns" "$pod")
+  state=$(fh_pod_state "$ns" "$pod")
+  [[ -e $state || -e /run/netns/$netns ]] && fh_die "pod $ns/$pod already exists"
+  labels_obj=$(labels_json "${labels:-pod=$pod}")
+  uid=$(</proc/sys/kernel/random/uuid)
+
+  ensure_namespace_manifest "$ns"
+  write_pod_manifest "$node" "$ns" "$pod" "$uid" "$labels_obj"  # scheduled, not yet networked
+  ip netns add "$netns"
+  ip -n "$netns" link set lo up
+  if ! result=$(cnitool "$node" add ferry "/run/netns/$netns" --container-id "$netns" \
+    --args "IgnoreUnknown=1;K8S_POD_NAMESPACE=$ns;K8S_POD_NAME=$pod;K8S_POD_INFRA_CONTAINER_ID=$netns" 2>&1); then
+    ip netns del "$netns" 2>/dev/null || true
+    rm -f "$FH_MANIFESTS/pod-$ns-$pod.json"
+    fh_die "CNI ADD of $ns/$pod on $node failed: $result"
+  fi
+  ip4=$(jq -r '[.ips[].address | select(contains(".")) | split("/")[0]][0] // ""' <<<"$result")
+  ip6=$(jq -r '[.ips[].address | select(contains(":")) | split("/")[0]][0] // ""' <<<"$result")
+  jq -n --arg node "$node" --argjson index "$i" --arg ns "$ns" --arg pod "$pod" --arg netns "$netns" \
+    --arg ip4 "$ip4" --arg ip6 "$ip6" --arg uid "$uid" \
+    '{node: $node, nodeIndex: $index, namespace: $ns, pod: $pod, netns: $netns, ip4: $ip4, ip6: $ip6, uid: $uid}' |
+    fh_write_atomic "$state"
+  write_pod_manifest "$node" "$ns" "$pod" "$uid" "$labels_obj" "$ip4" "$ip6"
+  start_probe_server "$netns" "$ns/$pod"
+  echo "$ns/$pod on $node: $ip4 $ip6"
+}
+
+# Removes a pod: probe server, CNI DEL through the plugin, netns, manifest, state.
+remove_pod() {
+  local ns=$1 pod=$2 node=${3:-} netns
+  netns=$(fh_pod_netns "$ns" "$pod")
+  fh_stop_pidfile "$FH_STATE/pids/$netns.probe.pid"
+  rm -f "$FH_MANIFESTS/pod-$ns-$pod.json"
+  if [[ -n $node && -e /run/netns/$node && -x ${FH_BIN:-}/ferry-cnitool ]]; then
+    cnitool "$node" del ferry "/run/netns/$netns" --container-id "$netns" >/dev/null 2>&1 ||
+      fh_log "warning: CNI DEL of $ns/$pod failed (continuing)"
+  fi
+  ip netns del "$netns" 2>/dev/null || true
+  rm -f "$(fh_pod_state "$ns" "$pod")"
+}
+
+cmd_del_pod() {
+  (($# == 2)) || fh_die "usage: del-pod <namespace> <pod>"
+  fh_require_cluster
+  local state
+  state=$(fh_pod_state "$1" "$2")
+  [[ -f $state ]] || fh_die "no pod $1/$2 in cluster $FH_CLUSTER"
+  remove_pod "$1" "$2" "$(jq -r .node "$state")"
+  echo "$1/$2 deleted"
+}
+
+# --- addressing targets -----------------------------------------------------------------
+# "<ns>/<pod>" or "node:<i>" -> netns name
+target_netns() {
+  local t=$1 i ns pod
+  if [[ $t =~ ^node:([0-9]+)$ ]]; then
+    i=${BASH_REMATCH[1]}
+    node_index_ok "$i"
+    fh_node "$i"
+  elif [[ $t =~ ^([^/]+)/([^/]+)$ ]]; then
+    ns=${BASH_REMATCH[1]} pod=${BASH_REMATCH[2]}
+    [[ -f $(fh_pod_state "$ns" "$pod") ]] || fh_die "no pod $t in cluster $FH_CLUSTER"
+    fh_pod_netns "$ns" "$pod"
+  else
+    fh_die "\"$t\" is neither <namespace>/<pod> nor node:<index>"
+  fi
+}
+
+# "<ns>/<pod>" | "node:<i>" | IP, family 4|6 -> IP
+target_ip() {
+  local t=$1 family=$2 state i
+  if [[ $t =~ ^node:([0-9]+)$ ]]; then
+    i=${BASH_REMATCH[1]}
+    node_index_ok "$i"
+    if [[ $family == 6 ]]; then fh_node_ip6 "$i"; else fh_node_ip4 "$i"; fi
+  elif [[ $t =~ ^([^/]+)/([^/]+)$ ]]; then
+    state=$(fh_pod_state "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}")
+    [[ -f $state ]] || fh_die "no pod $t in cluster $FH_CLUSTER"
+    jq -r ".ip$family" "$state"
+  else
+    echo "$t"
+  fi
+}
+
+cmd_probe() {
+  local args=() family=4 timeout=1500 json=()
+  while (($#)); do
+    case $1 in
+      --6) family=6; shift ;;
+      --timeout-ms) timeout=$2; shift 2 ;;
+      -o) [[ $2 == json ]] && json=(-o json); shift 2 ;;
+      *) args+=("$1"); shift ;;
+    esac
+  done
+  ((${#args[@]} == 3 || ${#args[@]} == 4)) || fh_die "usage: probe <src> <dst> <proto> [port] [--6] [--timeout-ms MS] [-o json]"
+  fh_require_cluster
+  local src dst
+  src=$(target_netns "${args[0]}")
+  dst=$(target_ip "${args[1]}" "$family")
+  fh_in "$src" "$FH_BIN/ferry-probe" connect --proto "${args[2]}" --to "$dst" --port "${args[3]:-80}" \
+    --timeout-ms "$timeout" "${json[@]}"
+}
+
+# --- matrix -----------------------------------------------------------------------------
+# One probe, printed as one tab-separated line: coordinates, then ferry-probe's JSON (or its
+# error text when it could not even run). Kept free of jq: the cells run by the hundred.
+matrix_cell() {
+  local netns=$1 from=$2 to=$3 ip=$4 proto=$5 fam=$6 port=$7 timeout=$8 out
+  out=$(fh_in "$netns" "$FH_BIN/ferry-probe" connect -o json --proto "$proto" --to "$ip" --port "$port" \
+    --timeout-ms "$timeout" 2>&1) || true
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$proto" "$fam" "$port" "$from" "$to" "$ip" "${out//$'\n'/ }"
+}
+
+# Every source (nodes, then pods) probes every destination (pods, then nodes), per protocol
+# and family, in parallel. Prints one table per protocol/family; exit 1 when a cell is
+# blocked (or, with --expect, when the tables differ from the file).
+cmd_matrix() {
+  local protos=tcp,udp,sctp,icmp port=80 families=4 timeout=1500 parallel=8 as_json=0 expect=""
+  while (($#)); do
+    case $1 in
+      --proto) protos=$2; shift 2 ;;
+      --port) port=$2; shift 2 ;;
+      --family) families=$2; shift 2 ;;
+      --timeout-ms) timeout=$2; shift 2 ;;
+      --parallel) parallel=$2; shift 2 ;;
+      --json) as_json=1; shift ;;
+      --expect) expect=$2; shift 2 ;;
+      *) fh_die "matrix: unknown argument \"$1\"" ;;
+    esac
+  done
+  fh_require_cluster
+  local pods=() nodes=() f i
+  for f in "$FH_STATE"/pods/*.json; do
+    [[ -e $f ]] && pods+=("$(jq -r '.namespace + "/" + .pod' "$f")")
+  done
+  for ((i = 1; i <= FH_NODES; i++)); do nodes+=("node:$i"); done
+  local sources=("${nodes[@]}" "${pods[@]}") dests=("${pods[@]}" "${nodes[@]}")
+  local work
+  work=$(mktemp -d "$FH_STATE/tmp/matrix.XXXXXX")
+
+  local proto fam s d src dst si di running=0
+  local -A netns_of ip_of
+  for src in "${sources[@]}"; do netns_of[$src]=$(target_netns "$src"); done
+  for dst in "${dests[@]}"; do
+    for fam in ${families//,/ }; do ip_of[$dst.$fam]=$(target_ip "$dst" "$fam"); done
+  done
+  for proto in ${protos//,/ }; do
+    [[ $proto =~ ^(tcp|udp|sctp|icmp)$ ]] || fh_die "unknown protocol \"$proto\""
+    for fam in ${families//,/ }; do
+      [[ $fam =~ ^[46]$ ]] || fh_die "family must be 4 or 6"
+      for si in "${!sources[@]}"; do
+        for di in "${!dests[@]}"; do
+          s=${sources[$si]} d=${dests[$di]}
+          [[ $s == "$d" ]] && continue
+          if ((running >= parallel)); then
+            wait -n 2>/dev/null || true
+            running=$((running - 1))
+          fi
+          matrix_cell "${netns_of[$s]}" "$s" "$d" "${ip_of[$d.$fam]}" "$proto" "$fam" "$port" "$timeout" \
+            >"$work/cell.$proto.$fam.$si.$di" &
+          running=$((running + 1))
+        done
+      done
+    done
+  done
+  wait
+  # One JSON object per cell. A cell answered by the wrong server counts as blocked.
+  local results="$work/results.jsonl"
+  cat "$work"/cell.* 2>/dev/null | jq -c -R 'split("\t") as [$proto, $fam, $port, $from, $to, $ip, $out]
+    | ($out | try fromjson catch {ok: false, error: $out})
+    | . + {from: $from, to: $to, target: $ip, proto: $proto, family: ($fam | tonumber), port: ($port | tonumber)}
+    | if .ok and .server != null and .server != $to then .ok = false
+        | .error = "answered by \(.server), not \($to)" else . end' >"$results"
+
+  local tables="$work/tables.txt" width=1 label row cell key mark
+  local -A cells
+  while read -r key mark; do cells[$key]=$mark; done < <(
+    jq -r '"\(.proto)|\(.family)|\(.from)|\(.to) \(if .ok then "." else "X" end)"' "$results")
+  for label in "${sources[@]}" "${dests[@]}"; do ((${#label} > width)) && width=${#label}; done
+  {
+    for proto in ${protos//,/ }; do
+      for fam in ${families//,/ }; do
+        if [[ $proto == icmp ]]; then
+          echo "== ICMP echo, IPv$fam (rows: from, columns: to; . answered, X blocked, - self)"
+        else
+          echo "== ${proto^^} port $port, IPv$fam (rows: from, columns: to; . answered, X blocked, - self)"
+        fi
+        row=$(printf "%-${width}s" "")
+        for d in "${dests[@]}"; do row+=" $(printf "%-${width}s" "$d")"; done
+        echo "${row%"${row##*[! ]}"}"
+        for s in "${sources[@]}"; do
+          row=$(printf "%-${width}s" "$s")
+          for d in "${dests[@]}"; do
+            if [[ $s == "$d" ]]; then
+              cell=-
+            else
+              cell=${cells[$proto|$fam|$s|$d]:-?}
+            fi
+            row+=" $(printf "%-${width}s" "$cell")"
+          done
+          echo "${row%"${row##*[! ]}"}"
+        done
+      done
+    done
+  } >"$tables"
+
+  local status=0
+  if [[ -n $expect ]]; then
+    diff -u "$expect" "$tables" >&2 || status=1
+  else
+    jq -e -s 'all(.ok)' "$results" >/dev/null || status=1
+  fi
+  if ((as_json)); then
+    jq -s --arg c "$FH_CLUSTER" '{cluster: $c, ok: all(.ok), results: .}' "$results"
+  else
+    cat "$tables"
+    if ((status)) && [[ -z $expect ]]; then
+      echo "blocked:"
+      jq -r 'select(.ok | not) | "  \(.proto) IPv\(.family) \(.from) -> \(.to) (\(.target)): \(.error)"' "$results"
+    fi
+  fi
+  rm -rf "$work"
+  return $status
+}
+
+# --- agents -----------------------------------------------------------------------------
+cmd_restart_agent() {
+  (($# >= 1)) || fh_die "usage: restart-agent <i> [--kill9] [--datapath MODE]"
+  local i=$1 signal=TERM mode=""
+  shift
+  while (($#)); do
+    case $1 in
+      --kill9) signal=KILL; shift ;;
+      --datapath) mode=$2; shift 2 ;;
+      *) fh_die "restart-agent: unknown argument \"$1\"" ;;
+    esac
+  done
+  fh_require_cluster
+  node_index_ok "$i"
+  ((FH_AGENT)) || fh_die "cluster $FH_CLUSTER runs without agents (--no-agent)"
+  local node
+  node=$(fh_node "$i")
+  [[ -n $mode ]] || mode=$(cat "$FH_STATE/pids/$node.agent.mode" 2>/dev/null || echo "$FH_DATAPATH")
+  [[ $mode =~ ^(ebpf|iptables|auto)$ ]] || fh_die "--datapath must be ebpf, iptables or auto"
+  stop_agent "$i" "$signal"
+  start_agent "$i" "$mode"
+}
+
+cmd_set_datapath() {
+  if (($# != 1)) || ! [[ $1 =~ ^(ebpf|iptables|auto)$ ]]; then fh_die "usage: set-datapath <ebpf|iptables|auto>"; fi
+  fh_require_cluster
+  ((FH_AGENT)) || fh_die "cluster $FH_CLUSTER runs without agents (--no-agent)"
+  local i
+  FH_DATAPATH=$1
+  save_env
+  for ((i = 1; i <= FH_NODES; i++)); do
+    stop_agent "$i"
+    start_agent "$i" "$FH_DATAPATH"
+  done
+}
+
+cmd_logs() {
+  (($# >= 1)) || fh_die "usage: logs <i> [-f]"
+  fh_require_cluster
+  node_index_ok "$1"
+  local log
+  log="$FH_STATE/logs/$(fh_node "$1").log"
+  [[ -f $log ]] || fh_die "no log for node $1 ($log)"
+  if [[ ${2:-} == -f ]]; then tail -f "$log"; else cat "$log"; fi
+}
+
+cmd_status() {
+  fh_require_cluster
+  local i node pid f
+  echo "cluster $FH_CLUSTER: $FH_NODES node(s), datapath $FH_DATAPATH, binaries $FH_BIN"
+  for ((i = 1; i <= FH_NODES; i++)); do
+    node=$(fh_node "$i")
+    pid=$(cat "$(agent_pidfile "$i")" 2>/dev/null || true)
+    if ((FH_AGENT)) && fh_pid_alive "$pid"; then
+      echo "  node:$i $node $(fh_node_ip4 "$i") $(fh_node_ip6 "$i") pods $(fh_pod_cidr4 "$i") $(fh_pod_cidr6 "$i") agent pid $pid ($(cat "$FH_STATE/pids/$node.agent.mode"))"
+    else
+      echo "  node:$i $node $(fh_node_ip4 "$i") $(fh_node_ip6 "$i") pods $(fh_pod_cidr4 "$i") $(fh_pod_cidr6 "$i") agent not running"
+    fi
+  done
+  for f in "$FH_STATE"/pods/*.json; do
+    [[ -e $f ]] && jq -r '"  \(.namespace)/\(.pod) on \(.node): \(.ip4) \(.ip6)"' "$f"
+  done
+  return 0
+}
+
+cmd_exec() {
+  if (($# < 3)) || [[ $2 != -- ]]; then fh_die "usage: exec <ns>/<pod>|node:<i> -- <command...>"; fi
+  fh_require_cluster
+  local ns
+  ns=$(target_netns "$1")
+  shift 2
+  fh_in "$ns" "$@"
+}
+
+cmd_ip() {
+  (($# >= 1)) || fh_die "usage: ip <ns>/<pod>|node:<i> [--6]"
+  fh_require_cluster
+  target_ip "$1" "$([[ ${2:-} == --6 ]] && echo 6 || echo 4)"
+}
+
+# --- down -------------------------------------------------------------------------------
+# Idempotent, and works from names alone: after a crash the state files may be gone.
+cmd_down() {
+  local f ns pid i
+  if [[ -f $FH_STATE/cluster.env ]]; then
+    # shellcheck source=/dev/null
+    source "$FH_STATE/cluster.env"
+    # Pods first, through the plugin, while the agents still run to see them go.
+    for f in "$FH_STATE"/pods/*.json; do
+      [[ -e $f ]] || continue
+      remove_pod "$(jq -r .namespace "$f")" "$(jq -r .pod "$f")" "$(jq -r .node "$f")"
+    done
+    for f in "$FH_STATE"/pids/*.pid; do
+      [[ -e $f ]] && fh_stop_pidfile "$f"
+    done
+  fi
+  # Whatever still runs inside our namespaces (agents, probe servers) was started by us.
+  for ns in $(fh_cluster_netns); do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null || true; done
+  done
+  for ((i = 0; i < 50; i++)); do
+    pid=""
+    for ns in $(fh_cluster_netns); do pid+=$(ip netns pids "$ns" 2>/dev/null); done
+    [[ -z $pid ]] && break
+    sleep 0.1
+  done
+  for ns in $(fh_cluster_netns); do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+  done
+  for ns in $(fh_cluster_netns); do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "/sys/fs/bpf/ferry/$FH_CLUSTER-n"* "/run/ferry/$FH_CLUSTER-n"* "$FH_STATE"
+  cmd_check_clean
+}
+
+# Lists anything of this cluster that is left; exit 1 if there is something.
+cmd_check_clean() {
+  local left=() ns link pin rules
+  for ns in $(fh_cluster_netns); do left+=("netns $ns"); done
+  while read -r link; do [[ -n $link ]] && left+=("link $link"); done < <(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^$FH_CLUSTER-" || true)
+  for pin in "/sys/fs/bpf/ferry/$FH_CLUSTER-n"* "/run/ferry/$FH_CLUSTER-n"*; do
+    [[ -e $pin ]] && left+=("path $pin")
+  done
+  [[ -e $FH_STATE ]] && left+=("path $FH_STATE")
+  rules=$( (iptables-save 2>/dev/null; ip6tables-save 2>/dev/null) | grep -c -- "$FH_CLUSTER-n" || true)
+  ((rules > 0)) && left+=("$rules iptables rule(s) mentioning $FH_CLUSTER-n")
+  if ((${#left[@]})); then
+    printf 'cluster %s: left behind: %s\n' "$FH_CLUSTER" "${left[*]}" >&2
+    return 1
+  fi
+  fh_log "clean: no netns, link, pin, runtime dir or iptables rule of cluster $FH_CLUSTER remains"
+}
+
+# --- dispatch ---------------------------------------------------------------------------
+main() {
+  local cluster=${FERRY_CLUSTER:-fy}
+  while (($#)); do
+    case $1 in
+      --cluster) cluster=$2; shift 2 ;;
+      -h | --help) usage; return 0 ;;
+      *) break ;;
+    esac
+  done
+  (($#)) || { usage >&2; return 2; }
+  fh_set_cluster "$cluster"
+  [[ $(id -u) == 0 ]] || fh_die "needs root (network namespaces, bpffs)"
+  local cmd=$1
+  shift
+  case $cmd in
+    up) cmd_up "$@" ;;
+    add-pod) cmd_add_pod "$@" ;;
+    del-pod) cmd_del_pod "$@" ;;
+    probe) cmd_probe "$@" ;;
+    matrix) cmd_matrix "$@" ;;
+    restart-agent) cmd_restart_agent "$@" ;;
+    set-datapath) cmd_set_datapath "$@" ;;
+    exec) cmd_exec "$@" ;;
+    ip) cmd_ip "$@" ;;
+    logs) cmd_logs "$@" ;;
+    status) cmd_status "$@" ;;
+    down) cmd_down "$@" ;;
+    check-clean) cmd_check_clean "$@" ;;
+    *) usage >&2; fh_die "unknown command \"$cmd\"" ;;
+  esac
+}
+
+main "$@"
