@@ -1,0 +1,333 @@
+// Agent: startup order (DESIGN.md "Restart") and the single-threaded epoll loop.
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "agent/core/agent.h"
+#include "agent/registry/registry.h"
+
+namespace ferry::agent {
+
+namespace {
+
+constexpr auto kMaintenancePeriod = std::chrono::seconds(5);
+
+int check(int rc, const char* what) {
+  if (rc < 0) throw AgentError(std::string(what) + " failed: " + std::strerror(errno));
+  return rc;
+}
+
+std::string read_small_file(const std::string& path) {
+  std::ifstream in(path);
+  std::string word;
+  in >> word;
+  return word;
+}
+
+void write_small_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text << '\n';
+    if (!out.flush()) throw AgentError("failed to write \"" + tmp + "\"");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    throw AgentError("failed to replace \"" + path + "\": " + std::strerror(errno));
+}
+
+}  // namespace
+
+struct Agent::Loop {
+  int epoll_fd = -1;
+  int timer_fd = -1;
+  int stop_fd = -1;
+  std::unique_ptr<registry::AgentSocket> socket;
+  std::unique_ptr<Reconciler> reconciler;
+
+  ~Loop() {
+    for (int fd : {epoll_fd, timer_fd, stop_fd})
+      if (fd >= 0) close(fd);
+  }
+};
+
+Agent::Agent(AgentConfig config, Parts parts)
+    : config_(std::move(config)), parts_(std::move(parts)), loop_(std::make_unique<Loop>()) {
+  loop_->stop_fd = check(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd");
+}
+
+Agent::~Agent() = default;
+
+void Agent::stop() {
+  uint64_t one = 1;
+  if (write(loop_->stop_fd, &one, sizeof one) < 0) spdlog::warn("stop: eventfd write failed");
+}
+
+void Agent::start() {
+  status_.set_loop_alive();
+  // Bound first: an ADD during a slow start queues here instead of finding no agent.
+  loop_->socket = std::make_unique<registry::AgentSocket>(config_.agent_socket);
+  spdlog::info("agent socket {}", config_.agent_socket);
+
+  // 1. Cluster state and endpoint records: the kernel is touched only after a full sync.
+  status_.set_ready(false, "loading cluster state");
+  parts_.cluster->load();
+  metrics_.cluster_objects = parts_.cluster->object_counts();
+  size_t records = parts_.registry->load_all();
+  spdlog::info("first sync: {} cluster objects, {} endpoint records in {}",
+               [&] {
+                 uint64_t n = 0;
+                 for (const auto& [kind, count] : metrics_.cluster_objects) n += count;
+                 return n;
+               }(),
+               records, parts_.registry->endpoint_dir());
+  status_.set_loop_alive();
+
+  // 2. Datapath mode switch: the other backend's state goes before this one starts.
+  const std::string mode_file = config_.state_dir + "/datapath";
+  const std::string previous = read_small_file(mode_file);
+  if (!previous.empty() && previous != parts_.mode) {
+    if (previous != "ebpf" && previous != "iptables") {
+      spdlog::warn("\"{}\" names unknown datapath \"{}\"; not cleaning up after it", mode_file, previous);
+    } else {
+      spdlog::info("datapath switch {} -> {}: removing the {} datapath", previous, parts_.mode, previous);
+      try {
+        parts_.backends(previous)->cleanup_all();
+      } catch (const std::exception& e) {
+        throw AgentError("datapath switch " + previous + " -> " + parts_.mode + ": cleanup of the " + previous +
+                         " datapath failed: " + e.what());
+      }
+    }
+  }
+  write_small_file(mode_file, parts_.mode);
+
+  // 3. Backend, first reconcile, ready.
+  status_.set_ready(false, "starting the " + parts_.mode + " datapath");
+  backend_ = parts_.backends(parts_.mode);
+  backend_->start();
+  metrics_.datapath = backend_->name();
+  loop_->reconciler = std::make_unique<Reconciler>(*backend_);
+  full_resync("first reconcile");
+  first_reconcile_.kernel_writes = metrics_.stats.kernel_writes;  // since start: start() included
+  spdlog::info("first reconcile: {} endpoints, {} programmed, {} removed, kernel writes {}", first_reconcile_.desired,
+               first_reconcile_.programmed, first_reconcile_.removed, first_reconcile_.kernel_writes);
+  status_.set_loop_alive();
+}
+
+void Agent::record(const ReconcileResult& r) {
+  ++metrics_.reconcile_total;
+  if (!r.ok()) {
+    ++metrics_.reconcile_errors_total;
+    metrics_.datapath_errors_total += r.errors.size();
+    last_reconcile_ok_ = false;
+    last_error_ = r.errors.front();
+  }
+  metrics_.reconcile_duration.observe(r.seconds);
+  if (last_reconcile_ok_) status_.set_ready(true, "");
+  else status_.set_ready(false, "last reconcile failed: " + last_error_);
+}
+
+void Agent::publish() {
+  metrics_.endpoints = parts_.registry->size();
+  if (backend_) {
+    try {
+      metrics_.stats = backend_->stats();
+    } catch (const std::exception& e) {
+      ++metrics_.datapath_errors_total;
+      spdlog::warn("{} datapath: reading stats failed: {}", backend_->name(), e.what());
+    }
+  }
+  status_.publish(metrics_);
+}
+
+void Agent::full_resync(const char* why) {
+  next_resync_ = std::chrono::steady_clock::now() + config_.resync_interval;
+  try {
+    parts_.registry->load_all();
+  } catch (const std::exception& e) {
+    spdlog::error("{}: reading endpoint records failed: {}", why, e.what());
+  }
+  ReconcileResult r = loop_->reconciler->reconcile_all(parts_.registry->desired());
+  // A clean full pass clears an earlier failure; a failed one sets it (record()).
+  if (r.ok()) last_reconcile_ok_ = true;
+  record(r);
+  const bool first = std::string_view(why) == "first reconcile";  // start() logs that one
+  if (!first && (r.programmed || r.removed || !r.ok()))
+    spdlog::info("{}: {} endpoints, {} programmed, {} removed, {} errors, kernel writes {}", why, r.desired,
+                 r.programmed, r.removed, r.errors.size(), r.kernel_writes);
+  if (first) first_reconcile_ = r;
+  publish();
+}
+
+void Agent::handle_datagram() {
+  while (auto d = loop_->socket->receive()) {
+    const std::string name = d->text;
+    std::string answer;
+    if (!registry::is_record_file_name(name)) {
+      answer = "error \"" + name + "\" is not an endpoint record file name";
+    } else {
+      uint32_t id_before = parts_.registry->id_of(name);
+      auto change = parts_.registry->reload(name);
+      uint32_t id = parts_.registry->id_of(name);
+      if (id == 0) id = id_before;
+      std::string problem;
+      if (change == registry::EndpointRegistry::Change::kInvalid) {
+        auto problems = parts_.registry->problems();
+        problem = "endpoint record \"" + name + "\" is malformed";
+        for (const std::string& p : problems)
+          if (p.find(name) != std::string::npos) problem = p;
+      } else if (id != 0) {
+        try {
+          ReconcileResult r = loop_->reconciler->reconcile_one(id, parts_.registry->desired_one(name));
+          record(r);
+          if (!r.ok()) problem = r.errors.front();
+        } catch (const std::exception& e) {  // links of the record are missing
+          problem = e.what();
+        }
+      }
+      answer = problem.empty() ? "ok " + name : "error " + problem;
+    }
+    if (d->has_sender()) loop_->socket->reply(*d, answer);
+    spdlog::debug("agent socket: \"{}\" -> \"{}\"", name, answer);
+  }
+  publish();
+}
+
+void Agent::handle_record_events() {
+  std::vector<std::string> names = parts_.registry->read_watch_events();
+  if (names.size() == 1 && names.front() == "*") {
+    full_resync("endpoint directory changed");
+    return;
+  }
+  bool changed = false;
+  for (const std::string& name : names) {
+    uint32_t id_before = parts_.registry->id_of(name);
+    auto change = parts_.registry->reload(name);
+    if (change == registry::EndpointRegistry::Change::kUnchanged ||
+        change == registry::EndpointRegistry::Change::kInvalid)
+      continue;
+    uint32_t id = parts_.registry->id_of(name);
+    if (id == 0) id = id_before;
+    try {
+      record(loop_->reconciler->reconcile_one(id, parts_.registry->desired_one(name)));
+    } catch (const std::exception& e) {
+      spdlog::warn("endpoint record {}: {}", name, e.what());
+    }
+    changed = true;
+  }
+  if (changed) publish();
+}
+
+void Agent::handle_cluster_events() {
+  if (!parts_.cluster->handle_events()) return;
+  metrics_.cluster_objects = parts_.cluster->object_counts();
+  // Policy and services compile from the cluster state here in a later issue.
+  status_.publish(metrics_);
+}
+
+void Agent::maintain() {
+  try {
+    backend_->maintain();
+  } catch (const std::exception& e) {
+    ++metrics_.datapath_errors_total;
+    spdlog::error("{} datapath maintenance failed: {}", backend_->name(), e.what());
+  }
+  if (std::chrono::steady_clock::now() >= next_resync_) full_resync("periodic resync");
+  else if (!last_reconcile_ok_) full_resync("retry after error");
+  else publish();
+}
+
+int Agent::run(int signal_fd) {
+  if (!backend_) throw AgentError("Agent::run() before start()");
+  Loop& l = *loop_;
+  l.epoll_fd = check(epoll_create1(EPOLL_CLOEXEC), "epoll_create1");
+  l.timer_fd = check(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC), "timerfd_create");
+  itimerspec period{};
+  period.it_interval.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(kMaintenancePeriod).count();
+  period.it_value = period.it_interval;
+  check(timerfd_settime(l.timer_fd, 0, &period, nullptr), "timerfd_settime");
+  enum Source : uint64_t { kSocket, kRecords, kCluster, kTimer, kSignal, kStop };
+  auto watch = [&](int fd, Source what) {
+    if (fd < 0) return;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = what;
+    check(epoll_ctl(l.epoll_fd, EPOLL_CTL_ADD, fd, &ev), "epoll_ctl");
+  };
+  watch(l.socket->fd(), kSocket);
+  watch(parts_.registry->watch_fd(), kRecords);
+  watch(parts_.cluster->fd(), kCluster);
+  watch(l.timer_fd, kTimer);
+  watch(signal_fd, kSignal);
+  watch(l.stop_fd, kStop);
+
+  spdlog::info("ready: {} datapath, {} endpoints", backend_->name(), parts_.registry->size());
+  for (;;) {
+    status_.set_loop_alive();
+    epoll_event events[8];
+    int n = epoll_wait(l.epoll_fd, events, 8, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw AgentError(std::string("epoll_wait failed: ") + std::strerror(errno));
+    }
+    status_.set_loop_alive();
+    for (int i = 0; i < n; ++i) {
+      switch (events[i].data.u64) {
+        case kSocket:
+          handle_datagram();
+          break;
+        case kRecords:
+          handle_record_events();
+          break;
+        case kCluster:
+          handle_cluster_events();
+          break;
+        case kTimer: {
+          uint64_t expirations;
+          if (read(l.timer_fd, &expirations, sizeof expirations) > 0) maintain();
+          break;
+        }
+        case kSignal: {
+          signalfd_siginfo info{};
+          if (read(signal_fd, &info, sizeof info) != sizeof info) break;
+          const char* name = sigabbrev_np(static_cast<int>(info.ssi_signo));
+          spdlog::info("received SIG{}; exiting with the datapath left in place (programs attached, maps pinned)",
+                       name ? name : "?");
+          return 0;
+        }
+        case kStop: {
+          uint64_t v;
+          if (read(l.stop_fd, &v, sizeof v) < 0) spdlog::warn("stop: eventfd read failed");
+          spdlog::info("stopping; the datapath stays in place");
+          return 0;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace ferry::agent
+
+namespace ferry::agent {
+
+void setup_logging(const std::string& level) {
+  auto parsed = spdlog::level::from_str(level);
+  if (parsed == spdlog::level::off && level != "off")
+    throw ConfigError("log level \"" + level + "\" is not one of trace, debug, info, warn, error");
+  spdlog::drop("ferry-agent");
+  auto logger = spdlog::stderr_logger_mt("ferry-agent");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
+  logger->set_level(parsed);
+  spdlog::set_default_logger(logger);
+}
+
+}  // namespace ferry::agent

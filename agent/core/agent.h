@@ -1,0 +1,239 @@
+// agent/core/agent.h — ferry-agent: configuration, the reconcile logic, the single-threaded
+// event loop and what it exports over HTTP (/healthz, /readyz, /metrics).
+//
+// Data flow: cluster-state source -> ClusterState; endpoint records -> EndpointRegistry ->
+// desired endpoints; Reconciler diffs them against what the backend has installed and applies
+// the difference. Everything below the loop is replaceable (ClusterFeed, Dataplane, LinkLookup)
+// so the control logic is tested without a kernel.
+//
+// Errors: configuration problems throw ConfigError (message names the flag or YAML key);
+// startup failures throw AgentError; during the loop every backend/registry exception is
+// caught, logged, counted and retried on the next pass — the loop itself never dies of one.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "agent/dataplane/dataplane.h"
+
+namespace ferry::registry {
+class EndpointRegistry;
+}
+
+namespace ferry::agent {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+class AgentError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// ---------------------------------------------------------------------------------------
+// Configuration: defaults < YAML file (--config) < command-line flags.
+
+struct AgentConfig {
+  std::string node;                 // default: hostname
+  std::string datastore = "dir:/etc/ferry/manifests";
+  std::string manifest_dir;         // from datastore "dir:PATH"
+  std::string datapath = "auto";    // ebpf | iptables | auto
+  std::string bpffs_root;           // default /sys/fs/bpf/ferry/<node>
+  std::string state_dir;            // default /run/ferry/<node>
+  std::string endpoint_dir;         // default <state_dir>/endpoints
+  std::string agent_socket;         // default <state_dir>/agent.sock
+  std::string listen = "127.0.0.1:9400";
+  std::string log_level = "info";   // trace | debug | info | warn | error
+  std::chrono::milliseconds resync_interval{30000};
+  std::string config_file;          // the --config it came from, if any
+};
+
+// Parses argv (argv[0] is the program name). Returns nullopt after printing --help or
+// --version to `out` (exit 0). Throws ConfigError for unknown flags, unknown YAML keys, bad
+// values, and the not-yet-supported "kubernetes" datastore.
+std::optional<AgentConfig> parse_config(const std::vector<std::string>& argv, std::string* out = nullptr);
+// "30s", "500ms", "2m", "1h" or a plain number of seconds. Throws ConfigError naming `what`.
+std::chrono::milliseconds parse_duration(const std::string& text, const std::string& what);
+// "127.0.0.1:9400", "[::1]:9400", ":9400" (all addresses). Throws ConfigError.
+struct ListenAddress {
+  std::string host;
+  int port = 0;
+};
+ListenAddress parse_listen(const std::string& text);
+
+// ---------------------------------------------------------------------------------------
+// Reconcile: make the backend hold exactly the desired endpoints.
+
+struct ReconcileResult {
+  size_t desired = 0;
+  size_t programmed = 0;
+  size_t removed = 0;
+  uint64_t kernel_writes = 0;          // Stats::kernel_writes delta over the pass
+  std::vector<std::string> errors;     // one line per failed endpoint operation
+  double seconds = 0;
+  bool ok() const { return errors.empty(); }
+};
+
+class Reconciler {
+ public:
+  explicit Reconciler(dataplane::Dataplane& backend) : backend_(backend) {}
+  // Full pass: removes first (an interface may change hands), then programs. An error on one
+  // endpoint is recorded and does not stop the others; the next pass retries it.
+  ReconcileResult reconcile_all(const std::vector<dataplane::Endpoint>& desired);
+  // One endpoint (the ADD/DEL path): `desired` nullopt means endpoint `endpoint_id` is gone.
+  // Also removes an installed endpoint of another id on the same interface.
+  ReconcileResult reconcile_one(uint32_t endpoint_id, const std::optional<dataplane::Endpoint>& desired);
+
+ private:
+  ReconcileResult apply(const std::vector<dataplane::Endpoint>& desired,
+                        const std::vector<dataplane::Endpoint>& installed, size_t desired_count);
+  dataplane::Dataplane& backend_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Metrics: a snapshot the loop publishes and the HTTP thread renders.
+
+struct Histogram {
+  static constexpr double kBounds[] = {0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10};
+  std::vector<uint64_t> buckets = std::vector<uint64_t>(std::size(kBounds), 0);  // non-cumulative
+  uint64_t count = 0;
+  double sum = 0;
+  void observe(double seconds);
+};
+
+struct MetricsSnapshot {
+  std::string datapath;  // "ebpf" / "iptables" ("" before the backend is chosen)
+  uint64_t endpoints = 0;
+  uint64_t reconcile_total = 0;
+  uint64_t reconcile_errors_total = 0;  // passes that ended with an error
+  Histogram reconcile_duration;
+  uint64_t datapath_errors_total = 0;   // backend calls that threw
+  dataplane::Stats stats;
+  std::map<std::string, uint64_t> cluster_objects;  // kind -> count
+};
+// Prometheus text exposition format 0.0.4.
+std::string render_metrics(const MetricsSnapshot& m);
+
+// What /healthz and /readyz answer; the loop writes it, the HTTP thread reads it.
+class AgentStatus {
+ public:
+  void set_loop_alive();
+  void set_ready(bool ready, std::string reason);
+  void publish(MetricsSnapshot m);
+  // 200 when the loop ran within `max_age`.
+  bool healthy(std::chrono::steady_clock::duration max_age = std::chrono::seconds(10)) const;
+  bool ready(std::string* reason) const;
+  MetricsSnapshot metrics() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::chrono::steady_clock::time_point last_loop_{};
+  bool ready_ = false;
+  std::string not_ready_reason_ = "starting";
+  MetricsSnapshot metrics_;
+};
+
+// cpp-httplib server on its own thread. Binds in the constructor (throws AgentError when the
+// address is taken) so a bad --listen fails at startup.
+class HttpServer {
+ public:
+  HttpServer(const ListenAddress& addr, const AgentStatus& status);
+  ~HttpServer();  // stops and joins
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+  int port() const { return port_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int port_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+// The cluster state as the loop needs it (manifest directory today, Kubernetes API later).
+
+class ClusterFeed {
+ public:
+  virtual ~ClusterFeed() = default;
+  // First full sync; throws AgentError when the source cannot be read at all (a malformed
+  // object is logged and skipped, not an error).
+  virtual void load() = 0;
+  virtual int fd() const = 0;  // readable when the source changed; -1 = nothing to watch
+  // Drains the fd; returns true when the cluster state changed.
+  virtual bool handle_events() = 0;
+  virtual std::map<std::string, uint64_t> object_counts() const = 0;
+};
+// ManifestDirSource + ClusterState (agent/source, agent/model).
+std::unique_ptr<ClusterFeed> make_manifest_feed(const std::string& dir);
+
+// ---------------------------------------------------------------------------------------
+// Backends
+
+// "ebpf"/"iptables" for "auto" by ebpf_supported(); `why` receives the reason for the log.
+std::string choose_datapath(const std::string& requested, std::string* why);
+std::unique_ptr<dataplane::Dataplane> make_backend(const std::string& mode, const AgentConfig& config);
+using BackendFactory = std::function<std::unique_ptr<dataplane::Dataplane>(const std::string& mode)>;
+
+// ---------------------------------------------------------------------------------------
+// The agent: startup (DESIGN.md "Restart") and the event loop.
+
+class Agent {
+ public:
+  struct Parts {
+    std::unique_ptr<ClusterFeed> cluster;
+    std::unique_ptr<registry::EndpointRegistry> registry;
+    BackendFactory backends;  // called for the chosen mode, and the previous one on a switch
+    std::string mode;         // resolved: "ebpf" or "iptables"
+  };
+  Agent(AgentConfig config, Parts parts);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Startup up to the first reconcile: load cluster state and records, handle a datapath
+  // mode switch, start the backend, reconcile, mark ready. Binds the agent socket first so
+  // early ADDs queue. Throws AgentError (or the backend's DataplaneError) when it cannot start.
+  void start();
+  // The event loop; returns when stop() is called or (with `signal_fd` >= 0, a signalfd for
+  // SIGTERM/SIGINT) a signal arrives. Returns the exit code.
+  int run(int signal_fd = -1);
+  void stop();  // thread-safe
+
+  const AgentStatus& status() const { return status_; }
+  const ReconcileResult& first_reconcile() const { return first_reconcile_; }
+
+ private:
+  struct Loop;
+  void full_resync(const char* why);
+  void handle_datagram();
+  void handle_record_events();
+  void handle_cluster_events();
+  void maintain();
+  void record(const ReconcileResult& r);
+  void publish();
+
+  AgentConfig config_;
+  Parts parts_;
+  std::unique_ptr<dataplane::Dataplane> backend_;
+  std::unique_ptr<Loop> loop_;
+  AgentStatus status_;
+  MetricsSnapshot metrics_;
+  ReconcileResult first_reconcile_;
+  bool last_reconcile_ok_ = false;
+  std::string last_error_;
+  std::chrono::steady_clock::time_point next_resync_{};
+};
+
+// Sets up logging to stderr at `level`; throws ConfigError for an unknown level.
+void setup_logging(const std::string& level);
+
+}  // namespace ferry::agent

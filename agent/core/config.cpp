@@ -1,0 +1,181 @@
+// Configuration: CLI11 flags over a YAML file over defaults.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "agent/core/agent.h"
+
+namespace ferry::agent {
+
+namespace {
+
+// The settings a YAML file and the flags share, by their flag name without "--".
+struct Settings {
+  std::map<std::string, std::string> values;
+};
+
+constexpr std::array<const char*, 10> kKeys = {"node",         "datastore", "datapath",  "bpffs-root",
+                                                "state-dir",    "endpoint-dir", "agent-socket", "listen",
+                                                "log-level",    "resync-interval"};
+
+std::string known_keys() {
+  std::string out;
+  for (const char* k : kKeys) out += (out.empty() ? "" : ", ") + std::string(k);
+  return out;
+}
+
+Settings read_yaml_file(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    throw ConfigError("cannot read config file \"" + path + "\"");
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("config file \"" + path + "\": " + e.what());
+  }
+  Settings s;
+  if (root.IsNull()) return s;  // an empty file is an empty config
+  if (!root.IsMap()) throw ConfigError("config file \"" + path + "\": expected a mapping of settings");
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end())
+      throw ConfigError("config file \"" + path + "\": unknown key \"" + key + "\" (known keys: " + known_keys() + ")");
+    if (!kv.second.IsScalar())
+      throw ConfigError("config file \"" + path + "\": key \"" + key + "\" must be a single value");
+    s.values[key] = kv.second.as<std::string>();
+  }
+  return s;
+}
+
+std::string hostname() {
+  char buf[HOST_NAME_MAX + 1] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+void validate(AgentConfig& c) {
+  if (c.node.empty() || c.node.find('/') != std::string::npos || c.node == "." || c.node == "..")
+    throw ConfigError("node name \"" + c.node + "\" is not usable (it names directories: no '/', not empty)");
+  if (c.datastore == "kubernetes")
+    throw ConfigError("datastore \"kubernetes\" is not yet supported; use --datastore dir:PATH (a manifest directory)");
+  if (!c.datastore.starts_with("dir:") || c.datastore.size() == 4)
+    throw ConfigError("datastore \"" + c.datastore + "\" is not understood; use dir:PATH");
+  c.manifest_dir = c.datastore.substr(4);
+  if (c.datapath != "ebpf" && c.datapath != "iptables" && c.datapath != "auto")
+    throw ConfigError("datapath \"" + c.datapath + "\" is not one of ebpf, iptables, auto");
+  static const std::array<const char*, 7> levels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (std::find(levels.begin(), levels.end(), c.log_level) == levels.end())
+    throw ConfigError("log level \"" + c.log_level + "\" is not one of trace, debug, info, warn, error");
+  parse_listen(c.listen);
+  if (c.resync_interval.count() <= 0) throw ConfigError("resync-interval must be positive");
+}
+
+}  // namespace
+
+std::chrono::milliseconds parse_duration(const std::string& text, const std::string& what) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  const std::string unit = text.substr(digits);
+  long long n = 0;
+  bool ok = digits > 0 && digits <= 9;
+  if (ok) n = std::stoll(text.substr(0, digits));
+  long long ms = 0;
+  if (unit.empty() || unit == "s") ms = n * 1000;
+  else if (unit == "ms") ms = n;
+  else if (unit == "m") ms = n * 60'000;
+  else if (unit == "h") ms = n * 3'600'000;
+  else ok = false;
+  if (!ok) throw ConfigError(what + " \"" + text + "\" is not a duration (e.g. 30s, 500ms, 2m)");
+  return std::chrono::milliseconds(ms);
+}
+
+ListenAddress parse_listen(const std::string& text) {
+  ListenAddress a;
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos) throw ConfigError("listen address \"" + text + "\" needs a port (HOST:PORT)");
+  a.host = text.substr(0, colon);
+  if (a.host.size() >= 2 && a.host.front() == '[' && a.host.back() == ']') a.host = a.host.substr(1, a.host.size() - 2);
+  if (a.host.empty()) a.host = "0.0.0.0";
+  const std::string port = text.substr(colon + 1);
+  bool ok = !port.empty() && port.size() <= 5 && std::all_of(port.begin(), port.end(), ::isdigit);
+  if (ok) a.port = std::stoi(port);
+  if (!ok || a.port > 65535)
+    throw ConfigError("listen address \"" + text + "\": port \"" + port + "\" is not a number up to 65535");
+  return a;
+}
+
+std::optional<AgentConfig> parse_config(const std::vector<std::string>& argv, std::string* out) {
+  CLI::App app{"ferry-agent: the ferry node agent (endpoint datapath, cluster state, metrics)", "ferry-agent"};
+  std::map<std::string, std::string> flags;
+  std::map<std::string, CLI::Option*> opts;
+  auto add = [&](const char* name, const std::string& help) {
+    opts[name] = app.add_option(std::string("--") + name, flags[name], help);
+  };
+  std::string config_file;
+  bool version = false;
+  app.add_option("--config", config_file, "YAML file with the same settings (keys = flag names); flags win")
+      ->check(CLI::ExistingFile);
+  app.add_flag("--version", version, "print the version and exit");
+  add("node", "node name (default: the hostname)");
+  add("datastore", "where cluster state comes from: dir:PATH (manifest directory); kubernetes (not yet supported)");
+  add("datapath", "ebpf | iptables | auto (eBPF when the kernel supports it)");
+  add("bpffs-root", "pin directory of this node's BPF maps (default /sys/fs/bpf/ferry/<node>)");
+  add("state-dir", "runtime state directory (default /run/ferry/<node>)");
+  add("endpoint-dir", "endpoint records written by ferry-bridge (default <state-dir>/endpoints)");
+  add("agent-socket", "unix datagram socket ferry-bridge notifies (default <state-dir>/agent.sock)");
+  add("listen", "HTTP address of /healthz, /readyz, /metrics (default 127.0.0.1:9400)");
+  add("log-level", "trace | debug | info | warn | error (default info)");
+  add("resync-interval", "full resync period, e.g. 30s (default 30s)");
+
+  std::vector<const char*> cargs;
+  for (const std::string& a : argv) cargs.push_back(a.c_str());
+  try {
+    app.parse(static_cast<int>(cargs.size()), cargs.data());
+  } catch (const CLI::CallForHelp&) {
+    if (out) *out = app.help();
+    return std::nullopt;
+  } catch (const CLI::ParseError& e) {
+    throw ConfigError(e.what());
+  }
+  if (version) {
+    if (out) *out = std::string("ferry-agent ") + FERRY_VERSION + "\n";
+    return std::nullopt;
+  }
+
+  Settings merged;
+  if (!config_file.empty()) merged = read_yaml_file(config_file);
+  for (const auto& [name, opt] : opts)
+    if (opt->count() > 0) merged.values[name] = flags[name];
+
+  AgentConfig c;
+  c.config_file = config_file;
+  auto get = [&](const char* key, std::string& field) {
+    if (auto it = merged.values.find(key); it != merged.values.end()) field = it->second;
+  };
+  get("node", c.node);
+  get("datastore", c.datastore);
+  get("datapath", c.datapath);
+  get("bpffs-root", c.bpffs_root);
+  get("state-dir", c.state_dir);
+  get("endpoint-dir", c.endpoint_dir);
+  get("agent-socket", c.agent_socket);
+  get("listen", c.listen);
+  get("log-level", c.log_level);
+  if (auto it = merged.values.find("resync-interval"); it != merged.values.end())
+    c.resync_interval = parse_duration(it->second, "resync-interval");
+  if (c.node.empty() && !merged.values.count("node")) c.node = hostname();
+  validate(c);
+  if (c.bpffs_root.empty()) c.bpffs_root = "/sys/fs/bpf/ferry/" + c.node;
+  if (c.state_dir.empty()) c.state_dir = "/run/ferry/" + c.node;
+  if (c.endpoint_dir.empty()) c.endpoint_dir = c.state_dir + "/endpoints";
+  if (c.agent_socket.empty()) c.agent_socket = c.state_dir + "/agent.sock";
+  return c;
+}
+
+}  // namespace ferry::agent

@@ -1,0 +1,143 @@
+// Prometheus text format and the status the HTTP thread reads.
+#include <charconv>
+#include <cmath>
+#include <sstream>
+
+#include "agent/core/agent.h"
+
+namespace ferry::agent {
+
+namespace {
+
+// Label values escape backslash, double quote and newline.
+std::string label(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+std::string number(double v) {
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general);  // shortest text that round-trips
+  return ec == std::errc() ? std::string(buf, end) : "NaN";
+}
+
+class Writer {
+ public:
+  void family(const std::string& name, const char* type, const char* help) {
+    out_ << "# HELP " << name << ' ' << help << '\n' << "# TYPE " << name << ' ' << type << '\n';
+  }
+  void sample(const std::string& name, uint64_t v) { out_ << name << ' ' << v << '\n'; }
+  void sample(const std::string& name, const std::string& key, const std::string& value, uint64_t v) {
+    out_ << name << '{' << key << "=\"" << label(value) << "\"} " << v << '\n';
+  }
+  void raw(const std::string& line) { out_ << line << '\n'; }
+  std::string str() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+};
+
+}  // namespace
+
+void Histogram::observe(double seconds) {
+  ++count;
+  sum += seconds;
+  for (size_t i = 0; i < std::size(kBounds); ++i)
+    if (seconds <= kBounds[i]) {
+      ++buckets[i];
+      break;
+    }
+}
+
+std::string render_metrics(const MetricsSnapshot& m) {
+  Writer w;
+  w.family("ferry_endpoints", "gauge", "Local endpoints the agent manages (valid endpoint records).");
+  w.sample("ferry_endpoints", m.endpoints);
+  w.family("ferry_reconcile_total", "counter", "Reconcile passes (full and single-endpoint).");
+  w.sample("ferry_reconcile_total", m.reconcile_total);
+  w.family("ferry_reconcile_errors_total", "counter", "Reconcile passes that ended with at least one error.");
+  w.sample("ferry_reconcile_errors_total", m.reconcile_errors_total);
+
+  w.family("ferry_reconcile_duration_seconds", "histogram", "Duration of reconcile passes.");
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < std::size(Histogram::kBounds); ++i) {
+    cumulative += m.reconcile_duration.buckets[i];
+    w.raw("ferry_reconcile_duration_seconds_bucket{le=\"" + number(Histogram::kBounds[i]) + "\"} " +
+          std::to_string(cumulative));
+  }
+  w.raw("ferry_reconcile_duration_seconds_bucket{le=\"+Inf\"} " + std::to_string(m.reconcile_duration.count));
+  w.raw("ferry_reconcile_duration_seconds_sum " + number(m.reconcile_duration.sum));
+  w.raw("ferry_reconcile_duration_seconds_count " + std::to_string(m.reconcile_duration.count));
+
+  w.family("ferry_datapath_errors_total", "counter", "Datapath backend operations that failed.");
+  w.sample("ferry_datapath_errors_total", m.datapath_errors_total);
+  w.family("ferry_datapath_kernel_writes_total", "counter",
+           "Kernel writes by the datapath backend since the agent started (map updates, attaches, rule changes).");
+  w.sample("ferry_datapath_kernel_writes_total", m.stats.kernel_writes);
+
+  w.family("ferry_datapath_packets_total", "counter", "Packets the datapath counted, by counter.");
+  for (const dataplane::Counter& c : m.stats.counters)
+    if (!c.drop) w.sample("ferry_datapath_packets_total", "counter", c.name, c.packets);
+  w.family("ferry_datapath_bytes_total", "counter", "Bytes the datapath counted, by counter.");
+  for (const dataplane::Counter& c : m.stats.counters)
+    if (!c.drop) w.sample("ferry_datapath_bytes_total", "counter", c.name, c.bytes);
+  w.family("ferry_datapath_drops_total", "counter", "Packets the datapath dropped, by reason.");
+  for (const dataplane::Counter& c : m.stats.counters)
+    if (c.drop)  // backends name drop counters "drop_<reason>"; the label is the reason
+      w.sample("ferry_datapath_drops_total", "reason", c.name.starts_with("drop_") ? c.name.substr(5) : c.name,
+               c.packets);
+
+  w.family("ferry_bpf_map_entries", "gauge", "Entries in each pinned BPF map.");
+  for (const auto& [name, fill] : m.stats.maps) w.sample("ferry_bpf_map_entries", "map", name, fill.entries);
+  w.family("ferry_bpf_map_capacity", "gauge", "max_entries of each pinned BPF map.");
+  for (const auto& [name, fill] : m.stats.maps) w.sample("ferry_bpf_map_capacity", "map", name, fill.max_entries);
+
+  w.family("ferry_cluster_objects", "gauge", "Objects in the agent's cluster state, by kind.");
+  for (const auto& [kind, n] : m.cluster_objects) w.sample("ferry_cluster_objects", "kind", kind, n);
+
+  w.family("ferry_datapath_info", "gauge", "The datapath mode in use.");
+  if (!m.datapath.empty()) w.sample("ferry_datapath_info", "mode", m.datapath, 1);
+  return w.str();
+}
+
+void AgentStatus::set_loop_alive() {
+  std::lock_guard lock(mu_);
+  last_loop_ = std::chrono::steady_clock::now();
+}
+
+void AgentStatus::set_ready(bool ready, std::string reason) {
+  std::lock_guard lock(mu_);
+  ready_ = ready;
+  not_ready_reason_ = std::move(reason);
+}
+
+void AgentStatus::publish(MetricsSnapshot m) {
+  std::lock_guard lock(mu_);
+  metrics_ = std::move(m);
+}
+
+bool AgentStatus::healthy(std::chrono::steady_clock::duration max_age) const {
+  std::lock_guard lock(mu_);
+  return last_loop_ != std::chrono::steady_clock::time_point{} &&
+         std::chrono::steady_clock::now() - last_loop_ <= max_age;
+}
+
+bool AgentStatus::ready(std::string* reason) const {
+  std::lock_guard lock(mu_);
+  if (reason) *reason = ready_ ? "" : not_ready_reason_;
+  return ready_;
+}
+
+MetricsSnapshot AgentStatus::metrics() const {
+  std::lock_guard lock(mu_);
+  return metrics_;
+}
+
+}  // namespace ferry::agent

@@ -1,0 +1,146 @@
+// Test doubles for the agent's control logic: a Dataplane that keeps endpoints in memory and
+// counts "kernel writes", links for the registry, and a cluster feed. Katran style: the
+// reconcile logic runs against these without a kernel.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string>
+
+#include "agent/core/agent.h"
+#include "agent/dataplane/dataplane.h"
+#include "agent/registry/registry.h"
+#include "plugins/bridge/endpoint.h"
+
+namespace ferry::agent::test {
+
+// What a FakeDataplane "kernel" holds; outlives backend instances, as pinned maps do.
+struct FakeKernel {
+  std::map<uint32_t, dataplane::Endpoint> endpoints;
+  std::set<uint32_t> fail_program;  // program_endpoint throws for these ids
+  std::set<uint32_t> fail_remove;
+  bool fail_installed = false;
+  bool started = false;
+  int cleanups = 0;
+  int maintains = 0;
+};
+
+class FakeDataplane : public dataplane::Dataplane {
+ public:
+  FakeDataplane(FakeKernel& kernel, std::string name = "ebpf") : kernel_(kernel), name_(std::move(name)) {}
+  std::string name() const override { return name_; }
+  void start() override { kernel_.started = true; }
+  std::vector<dataplane::Endpoint> installed_endpoints() override {
+    if (kernel_.fail_installed) throw dataplane::DataplaneError("fake: cannot read installed endpoints");
+    std::vector<dataplane::Endpoint> out;
+    for (const auto& [id, ep] : kernel_.endpoints) out.push_back(ep);
+    return out;
+  }
+  void program_endpoint(const dataplane::Endpoint& ep) override {
+    if (kernel_.fail_program.count(ep.endpoint_id))
+      throw dataplane::DataplaneError("fake: program of endpoint " + std::to_string(ep.endpoint_id) + " failed");
+    kernel_.endpoints[ep.endpoint_id] = ep;
+    ++writes_;
+  }
+  void remove_endpoint(const dataplane::Endpoint& ep) override {
+    if (kernel_.fail_remove.count(ep.endpoint_id))
+      throw dataplane::DataplaneError("fake: remove of endpoint " + std::to_string(ep.endpoint_id) + " failed");
+    auto it = kernel_.endpoints.find(ep.endpoint_id);
+    if (it != kernel_.endpoints.end() && it->second.host_ifindex == ep.host_ifindex) kernel_.endpoints.erase(it);
+    ++writes_;
+  }
+  void maintain() override { ++kernel_.maintains; }
+  void cleanup_all() override {
+    ++kernel_.cleanups;
+    writes_ += kernel_.endpoints.size();
+    kernel_.endpoints.clear();
+  }
+  dataplane::Stats stats() override {
+    dataplane::Stats s;
+    s.kernel_writes = writes_;
+    s.counters = {{"redirect_local", false, 10, 1000}, {"spoofed", true, 3, 180}};
+    s.maps["ferry_ep_v1"] = {kernel_.endpoints.size(), 65536};
+    return s;
+  }
+
+ private:
+  FakeKernel& kernel_;
+  std::string name_;
+  uint64_t writes_ = 0;
+};
+
+// Links of a node that has bridge "ferry0" and whatever veths a test declares.
+class FakeLinks : public registry::LinkLookup {
+ public:
+  static constexpr net::Mac kBridgeMac = {0x02, 0xfe, 0x00, 0x00, 0x00, 0x01};
+  explicit FakeLinks(std::map<int, std::string>* veths) : veths_(veths) {}
+  std::optional<net::Mac> bridge_mac(const std::string& bridge) override {
+    if (bridge == "ferry0") return kBridgeMac;
+    return std::nullopt;
+  }
+  bool link_present(int index, const std::string& name) override {
+    if (!veths_) return true;
+    auto it = veths_->find(index);
+    return it != veths_->end() && it->second == name;
+  }
+
+ private:
+  std::map<int, std::string>* veths_;  // nullptr: every veth is there
+};
+
+class FakeFeed : public ClusterFeed {
+ public:
+  void load() override { loaded = true; }
+  int fd() const override { return -1; }
+  bool handle_events() override { return false; }
+  std::map<std::string, uint64_t> object_counts() const override { return {{"Pod", 2}, {"Node", 1}}; }
+  bool loaded = false;
+};
+
+// A temporary directory removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "fyag-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline bridge::EndpointRecord make_record(const std::string& container_id, int ifindex, std::string ip4,
+                                          std::string ip6 = "") {
+  bridge::EndpointRecord r;
+  r.container_id = container_id;
+  r.ifname = "eth0";
+  r.netns = "/run/netns/" + container_id;
+  r.network = "ferrynet";
+  r.bridge = "ferry0";
+  r.host_veth = "ferry" + container_id.substr(0, 10);
+  r.host_veth_index = ifindex;
+  char mac[18];
+  snprintf(mac, sizeof mac, "0a:58:0a:f4:01:%02x", ifindex & 0xff);
+  r.container_mac = mac;
+  r.mtu = 1500;
+  if (!ip6.empty()) r.ips.push_back(ip6);  // out of order on purpose: desired() sorts
+  r.ips.push_back(ip4);
+  r.gateways = {"10.244.1.1"};
+  r.pod_namespace = "default";
+  r.pod_name = "pod-" + container_id;
+  return r;
+}
+
+inline std::string record_file(const bridge::EndpointRecord& r) { return r.container_id + "-" + r.ifname + ".json"; }
+
+}  // namespace ferry::agent::test
