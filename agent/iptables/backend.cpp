@@ -14,24 +14,9 @@ using dataplane::Endpoint;
 
 namespace {
 
-// Agents and tests do not always run with sbin in PATH; look there too.
-std::string resolve(const std::string& name) {
-  if (name.find('/') != std::string::npos) return name;
-  std::string dirs;
-  if (const char* p = std::getenv("PATH")) dirs = p;
-  dirs += ":/usr/sbin:/sbin:/usr/bin:/bin";
-  size_t pos = 0;
-  while (pos <= dirs.size()) {
-    size_t end = dirs.find(':', pos);
-    if (end == std::string::npos) end = dirs.size();
-    std::string dir = dirs.substr(pos, end - pos);
-    pos = end + 1;
-    if (dir.empty()) continue;
-    std::string path = dir + "/" + name;
-    if (access(path.c_str(), X_OK) == 0) return path;
-  }
-  return name;  // run_command reports "cannot run" with the name
-}
+// Agents and tests do not always run with sbin in PATH; find_executable looks there too. When
+// nothing is found, run_command reports "cannot run" with the name.
+std::string resolve(const std::string& name) { return net::find_executable(name).value_or(name); }
 
 std::string trimmed(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();

@@ -20,45 +20,13 @@ constexpr std::string_view kJumpComment = "ferry: endpoint datapath";
 constexpr std::string_view kDescriptorPrefix = "ferry: endpoint ";
 constexpr size_t kMaxCommentLength = 255;  // XT_MAX_COMMENT_LEN (256) minus the NUL
 
-// A restore-safe double-quoted token (iptables-restore unescapes \" inside quotes).
-std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
-std::string with_comment(std::string_view comment) { return "-m comment --comment " + quoted(comment); }
-
-std::vector<std::string> tokenize(std::string_view line) {
-  std::vector<std::string> tokens;
-  size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && line[i] == ' ') ++i;
-    if (i >= line.size()) break;
-    std::string tok;
-    if (line[i] == '"') {
-      ++i;
-      while (i < line.size() && line[i] != '"') {
-        if (line[i] == '\\' && i + 1 < line.size()) ++i;
-        tok += line[i++];
-      }
-      ++i;
-    } else {
-      while (i < line.size() && line[i] != ' ') tok += line[i++];
-    }
-    tokens.push_back(std::move(tok));
-  }
-  return tokens;
-}
+std::string with_comment(std::string_view comment) { return "-m comment --comment " + net::iptables_quote(comment); }
 
 Rule make_rule(std::string chain, std::string spec) {
   Rule r;
   r.chain = std::move(chain);
   r.spec = std::move(spec);
-  auto tok = tokenize(r.spec);
+  auto tok = net::split_iptables_save_line(r.spec);
   for (size_t i = 0; i + 1 < tok.size(); ++i) {
     if (tok[i] == "--comment") r.comment = tok[i + 1];
     if (tok[i] == "-j" || tok[i] == "-g") r.target = tok[i + 1];
@@ -77,6 +45,26 @@ std::vector<std::string_view> lines_of(std::string_view text) {
     lines.push_back(line);
   }
   return lines;
+}
+
+// The lines of the *filter section(s) of save or restore text, without blank lines, comments
+// and COMMIT.
+std::vector<std::string_view> filter_lines(std::string_view text) {
+  std::vector<std::string_view> out;
+  bool in_filter = false;
+  for (std::string_view line : lines_of(text)) {
+    if (line.starts_with("*")) {
+      in_filter = line == "*filter";
+      continue;
+    }
+    if (!in_filter || line.empty() || line.starts_with("#")) continue;
+    if (line == "COMMIT") {
+      in_filter = false;
+      continue;
+    }
+    out.push_back(line);
+  }
+  return out;
 }
 
 // "CHAIN rest" → {"CHAIN", "rest"}
@@ -215,11 +203,7 @@ std::optional<T> number(std::string_view s) {
 // Names and the descriptor comment
 
 std::string chain_suffix(std::string_view host_veth) {
-  uint64_t h = 14695981039346656037ull;  // FNV-1a 64
-  for (unsigned char c : host_veth) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
+  const uint64_t h = net::stable_hash64(host_veth);
   char buf[17];
   std::snprintf(buf, sizeof buf, "%010llx", static_cast<unsigned long long>(h & 0xffffffffffull));
   return buf;
@@ -304,17 +288,7 @@ std::vector<const Rule*> FilterTable::rules_of(std::string_view chain) const {
 
 FilterTable parse_save(std::string_view save_text) {
   FilterTable t;
-  bool in_filter = false;
-  for (std::string_view line : lines_of(save_text)) {
-    if (line.starts_with("*")) {
-      in_filter = line == "*filter";
-      continue;
-    }
-    if (!in_filter || line.empty() || line.starts_with("#")) continue;
-    if (line == "COMMIT") {
-      in_filter = false;
-      continue;
-    }
+  for (std::string_view line : filter_lines(save_text)) {
     if (line.starts_with(":")) {
       t.chains.push_back(split_chain(line.substr(1)).first);
       continue;
@@ -353,17 +327,7 @@ void apply_restore(FilterTable& t, std::string_view restore_text) {
     }
     return seen ? end : t.rules.size();
   };
-  bool in_filter = false;
-  for (std::string_view line : lines_of(restore_text)) {
-    if (line.starts_with("*")) {
-      in_filter = line == "*filter";
-      continue;
-    }
-    if (!in_filter || line.empty() || line.starts_with("#")) continue;
-    if (line == "COMMIT") {
-      in_filter = false;
-      continue;
-    }
+  for (std::string_view line : filter_lines(restore_text)) {
     if (line.starts_with(":")) {
       std::string chain = split_chain(line.substr(1)).first;
       if (t.has_chain(chain))

@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "names.h"
 
@@ -126,8 +127,18 @@ void gc_endpoints(const std::string& dir, const std::string& network, const std:
   std::vector<std::string> stale;
   while (dirent* e = readdir(d)) {
     std::string name = e->d_name;
-    if (!name.ends_with(".json")) continue;
-    auto rec = EndpointRecord::from_json(json::parse(read_file(dir + "/" + name), nullptr, false));
+    // A ".json.tmp" is what an ADD killed between writing and renaming left behind.
+    const bool tmp = name.ends_with(".json.tmp");
+    if (!name.ends_with(".json") && !tmp) continue;
+    const std::string path = dir + "/" + name;
+    auto rec = EndpointRecord::from_json(json::parse(read_file(path), nullptr, false));
+    if (!rec && tmp) {
+      // Unreadable (killed before its write): no network to check, so only once it is clearly
+      // not an ADD in flight.
+      struct stat st;
+      if (stat(path.c_str(), &st) == 0 && time(nullptr) - st.st_mtime > 2) stale.push_back(name);
+      continue;
+    }
     if (!rec || rec->network != network) continue;
     if (!valid.count(cni::Attachment{rec->container_id, rec->ifname})) stale.push_back(name);
   }

@@ -14,16 +14,6 @@ namespace ferry::bridge {
 
 namespace {
 
-// A restore-safe double-quoted token (iptables-restore unescapes \" inside quotes).
-std::string restore_quoted(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
 // One "-A CHAIN ..." line of iptables-save output, tokenised.
 struct SavedRule {
   std::string chain;
@@ -31,28 +21,6 @@ struct SavedRule {
   std::string comment;  // --comment value, unescaped
   std::string target;   // -j value
 };
-
-std::vector<std::string> tokenize(std::string_view line) {
-  std::vector<std::string> tokens;
-  size_t i = 0;
-  while (i < line.size()) {
-    while (i < line.size() && line[i] == ' ') ++i;
-    if (i >= line.size()) break;
-    std::string tok;
-    if (line[i] == '"') {
-      ++i;
-      while (i < line.size() && line[i] != '"') {
-        if (line[i] == '\\' && i + 1 < line.size()) ++i;
-        tok += line[i++];
-      }
-      ++i;
-    } else {
-      while (i < line.size() && line[i] != ' ') tok += line[i++];
-    }
-    tokens.push_back(std::move(tok));
-  }
-  return tokens;
-}
 
 struct SavedTable {
   std::set<std::string> chains;
@@ -75,7 +43,7 @@ SavedTable parse_save(std::string_view text) {
       SavedRule r;
       r.chain = std::string(line.substr(3, sp - 3));
       r.spec = std::string(line.substr(sp + 1));
-      auto tok = tokenize(r.spec);
+      auto tok = net::split_iptables_save_line(r.spec);
       for (size_t i = 0; i + 1 < tok.size(); ++i) {
         if (tok[i] == "--comment") r.comment = tok[i + 1];
         if (tok[i] == "-j" || tok[i] == "-g") r.target = tok[i + 1];
@@ -114,7 +82,7 @@ std::string render_masq_add(const MasqIdentity& id, const std::vector<net::Prefi
   if (ips.empty()) return "";
   const bool v6 = ips.front().ip.family == AF_INET6;
   const std::string chain = masq_chain_name(id.network, id.container_id);
-  const std::string comment = "-m comment --comment " + restore_quoted(masq_comment(id.network, id.container_id));
+  const std::string comment = "-m comment --comment " + net::iptables_quote(masq_comment(id.network, id.container_id));
   std::string text = "*nat\n:" + chain + " - [0:0]\n";
   std::set<std::string> subnets;
   for (const net::Prefix& p : ips) {
@@ -131,7 +99,7 @@ std::string render_masq_del_known(const MasqIdentity& id, const std::vector<net:
   if (ips.empty()) return "";
   const bool v6 = ips.front().ip.family == AF_INET6;
   const std::string chain = masq_chain_name(id.network, id.container_id);
-  const std::string comment = "-m comment --comment " + restore_quoted(masq_comment(id.network, id.container_id));
+  const std::string comment = "-m comment --comment " + net::iptables_quote(masq_comment(id.network, id.container_id));
   std::string text = "*nat\n:" + chain + " - [0:0]\n";
   for (const net::Prefix& p : ips)
     text += "-D POSTROUTING -s " + p.ip.str() + (v6 ? "/128" : "/32") + " " + comment + " -j " + chain + "\n";

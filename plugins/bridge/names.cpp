@@ -1,18 +1,13 @@
-// Deterministic names: FNV-1a based, so every process computes the same ones.
+// Deterministic names: from net::stable_hash64 (FNV-1a), so every process computes the same ones.
 #include "names.h"
 
 #include <cstdio>
 
+#include "net/net.h"
+
 namespace ferry::bridge {
 
-uint64_t fnv1a64(std::string_view data) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
+uint64_t fnv1a64(std::string_view data) { return net::stable_hash64(data); }
 
 std::string hex64(uint64_t v) {
   char buf[17];

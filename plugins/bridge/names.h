@@ -9,7 +9,7 @@
 
 namespace ferry::bridge {
 
-// 64-bit FNV-1a: stable across builds and machines.
+// 64-bit FNV-1a (net::stable_hash64): stable across builds and machines.
 uint64_t fnv1a64(std::string_view data);
 std::string hex64(uint64_t v);  // 16 lower-case hex digits
 

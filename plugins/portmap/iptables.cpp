@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "net/net.h"
+
 extern char** environ;
 
 namespace ferry::portmap {
@@ -23,21 +25,9 @@ constexpr const char* kLockPath = "/run/ferry/portmap.lock";
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-// Runtimes do not always pass a PATH that holds sbin; look there too.
+// Runtimes do not always pass a PATH that holds sbin; find_executable looks there too.
 std::string find_program(const std::string& name) {
-  std::string dirs;
-  if (const char* p = std::getenv("PATH")) dirs = p;
-  dirs += ":/usr/sbin:/sbin:/usr/bin:/bin";
-  size_t pos = 0;
-  while (pos <= dirs.size()) {
-    size_t end = dirs.find(':', pos);
-    if (end == std::string::npos) end = dirs.size();
-    std::string dir = dirs.substr(pos, end - pos);
-    pos = end + 1;
-    if (dir.empty()) continue;
-    std::string path = dir + "/" + name;
-    if (access(path.c_str(), X_OK) == 0) return path;
-  }
+  if (auto path = net::find_executable(name)) return *path;
   throw cni::Error(cni::kInternal, name + " not found",
                    "ferry-portmap needs " + name + " (Debian package iptables) in PATH or /usr/sbin");
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "net/net.h"
+
 namespace ferry::portmap {
 namespace {
 
@@ -16,13 +18,7 @@ std::string quoted_comment(std::string_view comment) {
 // A token as iptables-restore reads it: quoted when it holds blanks or quotes.
 std::string restore_token(const std::string& t) {
   bool plain = !t.empty() && t.find_first_of(" \t\"'\\") == std::string::npos;
-  if (plain) return t;
-  std::string out = "\"";
-  for (char ch : t) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    out += ch;
-  }
-  return out + "\"";
+  return plain ? t : net::iptables_quote(t);
 }
 
 std::string mark_value(int bit) {
@@ -72,14 +68,7 @@ std::optional<std::string> comment_of(std::string_view spec) {
 
 std::string_view family_name(Family f) { return f == Family::kV4 ? "IPv4" : "IPv6"; }
 
-uint64_t fnv1a64(std::string_view data) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char ch : data) {
-    h ^= ch;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
+uint64_t fnv1a64(std::string_view data) { return net::stable_hash64(data); }
 
 std::string container_chain(std::string_view network, std::string_view container_id) {
   std::string key = std::string(network) + std::string(container_id);

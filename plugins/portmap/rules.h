@@ -42,6 +42,7 @@ inline constexpr std::string_view kContainerChainPrefix = "FERRY-DN-";
 // multiport matches at most 15 ports per rule.
 inline constexpr size_t kMaxMultiportPorts = 15;
 
+// 64-bit FNV-1a (net::stable_hash64): stable across builds and machines.
 uint64_t fnv1a64(std::string_view data);
 // "FERRY-DN-" + 16 lower-case hex digits of fnv1a64(network + container_id).
 std::string container_chain(std::string_view network, std::string_view container_id);

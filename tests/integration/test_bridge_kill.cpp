@@ -71,7 +71,9 @@ class BridgeKill : public BridgeFixture {
     EXPECT_NE(ns.exec_status("ip link show eth0 >/dev/null 2>&1"), 0) << when << ": pod interface left";
     EXPECT_EQ(masq_rule_count(), 0) << when;
     EXPECT_TRUE(reservations().empty()) << when;
-    EXPECT_TRUE(endpoint_files().empty()) << when;
+    std::string files;
+    for (const std::string& f : endpoint_files()) files += " " + f;
+    EXPECT_TRUE(files.empty()) << when << ": endpoint files left:" << files;
   }
 
   // Delays from 0 to past a whole ADD, denser at the start.

@@ -8,7 +8,7 @@
 #include <functional>
 
 #include "agent/iptables/iptables.h"
-#include "support.h"
+#include "tests/support/support.h"
 
 namespace ferry::iptables {
 namespace {
