@@ -262,6 +262,7 @@ struct Route {
   int advmss = 0;
   int protocol = 0;        // RTPROT_*; 0 = RTPROT_BOOT as `ip route add` does
   int type = 1;            // RTN_UNICAST
+  unsigned flags = 0;      // rtm_flags: RTNH_F_ONLINK for a gateway not on any local subnet
 };
 // RTM_NEWROUTE with NLM_F_CREATE (no EXCL, like `ip route append` for v6 ECMP); an
 // identical route is Error(EEXIST).
@@ -279,5 +280,84 @@ struct CommandResult {
   std::string err;
 };
 CommandResult run_command(const std::vector<std::string>& argv, std::string_view input = {});
+
+// Full path of the executable `name`: looked up in $PATH, then in /usr/sbin:/sbin:/usr/bin:/bin
+// (runtimes and agents do not always run with sbin in PATH). A name holding '/' is returned
+// unchanged. nullopt when there is no such executable.
+std::optional<std::string> find_executable(const std::string& name);
+
+// iptables-save / iptables-restore text (pure; net/iptables_text.cpp).
+// `text` as one double-quoted token that iptables-restore reads back verbatim (it unescapes
+// \" and \\ inside quotes), e.g. for `--comment`.
+std::string iptables_quote(std::string_view text);
+// The tokens of one iptables-save line, split at blanks; a double-quoted token is returned
+// without its quotes and unescaped (the inverse of iptables_quote).
+std::vector<std::string> split_iptables_save_line(std::string_view line);
+
+// ---------------------------------------------------------------------------------------
+// Stable names
+
+// FNV-1a 64 of `data`. Names of kernel objects (host veths, iptables chains, pinned BPF
+// programs) derive from it and must come out the same in every process and every release of
+// ferry (an upgraded plugin or agent has to find what the old one made): its output must never
+// change.
+uint64_t stable_hash64(std::string_view data);
+
+// ---------------------------------------------------------------------------------------
+// VXLAN devices, neighbours and FDB entries (net/vxlan.cpp, net/neigh.cpp): the overlay.
+
+struct VxlanSpec {
+  std::string name;
+  uint32_t vni = 1;
+  uint16_t port = 8472;        // UDP destination port
+  std::optional<Ip> local;     // source address of the outer packets (the node's underlay IP)
+  int underlay_index = 0;      // IFLA_VXLAN_LINK: the device outer packets leave by; 0 = any
+  bool learning = false;       // false = "nolearning": remote MACs only from the FDB we write
+  int mtu = 0;                 // 0 = kernel default
+  std::optional<Mac> mac;
+  bool up = true;
+};
+// A VXLAN link as the kernel reports it (fields of VxlanSpec that a link can be read back as).
+struct Vxlan {
+  Link link;
+  uint32_t vni = 0;
+  uint16_t port = 0;
+  std::optional<Ip> local;
+  int underlay_index = 0;
+  bool learning = true;
+};
+// Creates the device (classic, not collect-metadata). Throws Error(EEXIST) when the name is taken.
+void create_vxlan(Socket& sock, const VxlanSpec& spec);
+// nullopt when there is no link `name`; Error(EEXIST) when it exists but is not a VXLAN device.
+std::optional<Vxlan> find_vxlan(Socket& sock, std::string_view name);
+void set_mtu(Socket& sock, int index, int mtu);
+
+// A neighbour (ARP / NDP) entry: `ip` is reachable at `mac` on link `index`.
+struct Neighbour {
+  int index = 0;
+  Ip ip;
+  std::optional<Mac> mac;  // absent for incomplete/failed entries
+  uint16_t state = 0;      // NUD_* (NUD_PERMANENT for the ones we write)
+  uint8_t flags = 0;       // NTF_*
+};
+// Adds or replaces (NLM_F_REPLACE) a permanent entry for `ip` on `index`.
+void set_neighbour(Socket& sock, int index, const Ip& ip, const Mac& mac);
+bool delete_neighbour(Socket& sock, int index, const Ip& ip);  // false if there was none
+// family AF_UNSPEC = IPv4 and IPv6; index 0 = every link.
+std::vector<Neighbour> list_neighbours(Socket& sock, int family = 0, int index = 0);
+
+// A forwarding-database entry of a device's own FDB (AF_BRIDGE, NTF_SELF): for VXLAN, frames
+// to `mac` are sent to the remote VTEP `dst`.
+struct FdbEntry {
+  int index = 0;
+  Mac mac{};
+  std::optional<Ip> dst;  // NDA_DST (VXLAN remote)
+  uint16_t state = 0;     // NUD_*
+  uint8_t flags = 0;      // NTF_*
+};
+// Adds or replaces a permanent `mac dev <index> dst <dst> self` entry.
+void set_fdb(Socket& sock, int index, const Mac& mac, const Ip& dst);
+bool delete_fdb(Socket& sock, int index, const Mac& mac, const std::optional<Ip>& dst = {});
+std::vector<FdbEntry> list_fdb(Socket& sock, int index);
 
 }  // namespace ferry::net

@@ -22,6 +22,7 @@ MsgPtr route_msg(int type, int flags, const Route& r) {
   rtm.rtm_protocol = static_cast<uint8_t>(r.protocol ? r.protocol : RTPROT_BOOT);
   rtm.rtm_scope = static_cast<uint8_t>(r.scope);
   rtm.rtm_type = static_cast<uint8_t>(r.type);
+  rtm.rtm_flags = r.flags;
   MsgPtr msg = new_msg(type, flags, rtm);
   nl_msg* m = msg.get();
   int size = r.dst.ip.size();
@@ -43,6 +44,7 @@ std::string describe(const Route& r) {
   std::string s = r.dst.str();
   if (r.gw) s += " via " + r.gw->str();
   if (r.oif) s += " dev ifindex " + std::to_string(r.oif);
+  if (r.flags & RTNH_F_ONLINK) s += " onlink";
   if (r.table != RT_TABLE_MAIN) s += " table " + std::to_string(r.table);
   return s;
 }
@@ -75,6 +77,7 @@ std::optional<Route> parse_route(nl_msg* m) {
   r.scope = rtm->rtm_scope;
   r.protocol = rtm->rtm_protocol;
   r.type = rtm->rtm_type;
+  r.flags = rtm->rtm_flags;
   if (tb[RTA_PRIORITY]) r.priority = static_cast<int>(nla_get_u32(tb[RTA_PRIORITY]));
   if (tb[RTA_METRICS]) {
     nlattr* a;

@@ -7,13 +7,17 @@
 
 #include <cerrno>
 #include <csignal>
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "agent/core/agent.h"
+#include "agent/model/model.h"
 #include "agent/registry/registry.h"
 
 namespace ferry::agent {
@@ -32,6 +36,11 @@ std::string read_small_file(const std::string& path) {
   std::string word;
   in >> word;
   return word;
+}
+
+std::string read_whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 void write_small_file(const std::string& path, const std::string& text) {
@@ -115,11 +124,26 @@ void Agent::start() {
   backend_ = parts_.backends(parts_.mode);
   backend_->start();
   metrics_.datapath = backend_->name();
+  if (parts_.overlay && config_.overlay == "none") {
+    // --overlay none: whatever an earlier --overlay vxlan run made goes (the device by name).
+    try {
+      uint64_t writes = parts_.overlay->cleanup();
+      backend_->program_overlay({});
+      metrics_.overlay_kernel_writes = parts_.overlay->kernel_writes();
+      if (writes) spdlog::info("overlay none: removed the VXLAN overlay ({} kernel writes)", writes);
+    } catch (const std::exception& e) {
+      ++metrics_.overlay_errors_total;
+      spdlog::error("overlay none: removing the overlay failed: {}", e.what());
+    }
+  }
   loop_->reconciler = std::make_unique<Reconciler>(*backend_);
   full_resync("first reconcile");
   first_reconcile_.kernel_writes = metrics_.stats.kernel_writes;  // since start: start() included
   spdlog::info("first reconcile: {} endpoints, {} programmed, {} removed, kernel writes {}", first_reconcile_.desired,
                first_reconcile_.programmed, first_reconcile_.removed, first_reconcile_.kernel_writes);
+  if (parts_.overlay && config_.overlay == "vxlan")
+    spdlog::info("overlay: {} remote nodes, {} kernel writes", first_overlay_.remote_nodes,
+                 first_overlay_.kernel_writes);
   status_.set_loop_alive();
 }
 
@@ -165,7 +189,88 @@ void Agent::full_resync(const char* why) {
     spdlog::info("{}: {} endpoints, {} programmed, {} removed, {} errors, kernel writes {}", why, r.desired,
                  r.programmed, r.removed, r.errors.size(), r.kernel_writes);
   if (first) first_reconcile_ = r;
+  sync_overlay(why);
   publish();
+}
+
+void Agent::sync_overlay(const char* why) {
+  const model::ClusterState* state = parts_.cluster->state();
+  if (!state) return;
+  overlay::OverlayConfig oc;
+  oc.vni = config_.vxlan_vni;
+  oc.port = config_.vxlan_port;
+  oc.underlay_interface = config_.underlay_interface;
+  oc.mtu = config_.mtu;
+  overlay::OverlayPlan plan = overlay::plan_overlay(*state, config_.node, oc);
+  if (plan.skipped != overlay_skipped_) {
+    for (const std::string& s : plan.skipped)
+      if (std::find(overlay_skipped_.begin(), overlay_skipped_.end(), s) == overlay_skipped_.end())
+        spdlog::warn("overlay: skipping {}", s);
+    overlay_skipped_ = plan.skipped;
+  }
+  bool ok = true;
+  if (parts_.overlay && config_.overlay == "vxlan") {
+    if (!plan.ready()) {
+      if (!overlay_waiting_logged_)
+        spdlog::warn("overlay: waiting for Node {} with an InternalIP in the cluster state", config_.node);
+      overlay_waiting_logged_ = true;
+    } else {
+      overlay_waiting_logged_ = false;
+      // Cluster changes that leave the plan as it is (Pods, Services) skip the kernel read-back;
+      // resyncs always compare with the kernel.
+      const bool unchanged = std::string_view(why) == "cluster state changed" && overlay_ok_ && applied_plan_ == plan;
+      if (!unchanged) {
+        try {
+          applied_plan_.reset();
+          overlay::ApplyResult r = parts_.overlay->apply(plan);
+          backend_->program_overlay(parts_.overlay->dataplane_view());
+          overlay_mtu_ = r.mtu;
+          metrics_.overlay_remote_nodes = r.remote_nodes;
+          if (std::string_view(why) == "first reconcile") first_overlay_ = r;
+          else if (r.kernel_writes)
+            spdlog::info("{}: overlay: {} remote nodes, {} kernel writes", why, r.remote_nodes, r.kernel_writes);
+          applied_plan_ = plan;
+        } catch (const std::exception& e) {
+          ok = false;
+          spdlog::error("{}: overlay: {}", why, e.what());
+        }
+      }
+      metrics_.overlay_kernel_writes = parts_.overlay->kernel_writes();
+    }
+  }
+  if (!config_.cni_conflist.empty()) {
+    try {
+      write_conflist(plan);
+    } catch (const std::exception& e) {
+      ok = false;
+      spdlog::error("{}: writing the CNI conflist: {}", why, e.what());
+    }
+  }
+  if (!ok) ++metrics_.overlay_errors_total;
+  overlay_ok_ = ok;
+}
+
+void Agent::write_conflist(const overlay::OverlayPlan& plan) {
+  overlay::ConflistOptions o;
+  o.network = config_.cni_network;
+  o.mtu = overlay_mtu_ > 0 ? overlay_mtu_ : config_.mtu;
+  o.endpoint_dir = config_.endpoint_dir;
+  o.agent_socket = config_.agent_socket;
+  o.ipam_dir = config_.ipam_dir;
+  const std::string text = overlay::render_conflist(plan.local_pod_cidrs, o);
+  if (text.empty()) return;  // no pod CIDR on our Node yet: keep whatever is there
+  if (read_whole_file(config_.cni_conflist) == text) return;
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(config_.cni_conflist).parent_path(), ec);
+  const std::string tmp = config_.cni_conflist + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc | std::ios::binary);
+    out << text;
+    if (!out.flush()) throw AgentError("failed to write \"" + tmp + "\"");
+  }
+  if (std::rename(tmp.c_str(), config_.cni_conflist.c_str()) != 0)
+    throw AgentError("failed to replace \"" + config_.cni_conflist + "\": " + std::strerror(errno));
+  spdlog::info("wrote CNI conflist {} (network {}, MTU {})", config_.cni_conflist, o.network, o.mtu);
 }
 
 void Agent::handle_datagram() {
@@ -231,6 +336,7 @@ void Agent::handle_cluster_events() {
   if (!parts_.cluster->handle_events()) return;
   metrics_.cluster_objects = parts_.cluster->object_counts();
   // Policy and services compile from the cluster state here in a later issue.
+  sync_overlay("cluster state changed");
   status_.publish(metrics_);
 }
 
@@ -243,7 +349,10 @@ void Agent::maintain() {
   }
   if (std::chrono::steady_clock::now() >= next_resync_) full_resync("periodic resync");
   else if (!last_reconcile_ok_) full_resync("retry after error");
-  else publish();
+  else {
+    if (!overlay_ok_) sync_overlay("overlay retry after error");
+    publish();
+  }
 }
 
 int Agent::run(int signal_fd) {

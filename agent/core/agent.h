@@ -3,7 +3,8 @@
 //
 // Data flow: cluster-state source -> ClusterState; endpoint records -> EndpointRegistry ->
 // desired endpoints; Reconciler diffs them against what the backend has installed and applies
-// the difference. Everything below the loop is replaceable (ClusterFeed, Dataplane, LinkLookup)
+// the difference. ClusterState's Node objects -> overlay plan -> overlay::Applier (kernel) ->
+// Dataplane::program_overlay, and the node's CNI conflist. Everything below the loop is replaceable (ClusterFeed, Dataplane, LinkLookup)
 // so the control logic is tested without a kernel.
 //
 // Errors: configuration problems throw ConfigError (message names the flag or YAML key);
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "agent/dataplane/dataplane.h"
+#include "agent/overlay/overlay.h"
 
 namespace ferry::registry {
 class EndpointRegistry;
@@ -55,6 +57,15 @@ struct AgentConfig {
   std::string log_level = "info";   // trace | debug | info | warn | error
   std::chrono::milliseconds resync_interval{30000};
   std::string config_file;          // the --config it came from, if any
+  // The VXLAN overlay (agent/overlay). "none" removes whatever an earlier "vxlan" run made.
+  std::string overlay = "vxlan";    // vxlan | none
+  uint32_t vxlan_vni = 1;
+  uint16_t vxlan_port = 8472;
+  std::string underlay_interface;   // "" = the interface that holds the node's InternalIP
+  int mtu = 0;                      // 0 = underlay MTU - 50
+  std::string cni_conflist;         // "" = do not write the node's conflist
+  std::string cni_network = "ferry";
+  std::string ipam_dir = "/var/lib/cni/networks";
 };
 
 // Parses argv (argv[0] is the program name). Returns nullopt after printing --help or
@@ -119,6 +130,9 @@ struct MetricsSnapshot {
   uint64_t datapath_errors_total = 0;   // backend calls that threw
   dataplane::Stats stats;
   std::map<std::string, uint64_t> cluster_objects;  // kind -> count
+  uint64_t overlay_remote_nodes = 0;    // remote nodes the overlay routes to
+  uint64_t overlay_kernel_writes = 0;   // overlay kernel writes since start
+  uint64_t overlay_errors_total = 0;    // overlay passes that failed
 };
 // Prometheus text exposition format 0.0.4.
 std::string render_metrics(const MetricsSnapshot& m);
@@ -171,6 +185,8 @@ class ClusterFeed {
   // Drains the fd; returns true when the cluster state changed.
   virtual bool handle_events() = 0;
   virtual std::map<std::string, uint64_t> object_counts() const = 0;
+  // The cluster state itself (the overlay plans from its Node objects); nullptr = not available.
+  virtual const model::ClusterState* state() const { return nullptr; }
 };
 // ManifestDirSource + ClusterState (agent/source, agent/model).
 std::unique_ptr<ClusterFeed> make_manifest_feed(const std::string& dir);
@@ -193,6 +209,8 @@ class Agent {
     std::unique_ptr<registry::EndpointRegistry> registry;
     BackendFactory backends;  // called for the chosen mode, and the previous one on a switch
     std::string mode;         // resolved: "ebpf" or "iptables"
+    // The overlay's kernel side; nullptr = the agent leaves the overlay alone (tests).
+    std::unique_ptr<overlay::Applier> overlay;
   };
   Agent(AgentConfig config, Parts parts);
   ~Agent();
@@ -210,6 +228,8 @@ class Agent {
 
   const AgentStatus& status() const { return status_; }
   const ReconcileResult& first_reconcile() const { return first_reconcile_; }
+  // The overlay pass of the first reconcile (kernel writes 0 on a restart with nothing changed).
+  const overlay::ApplyResult& first_overlay() const { return first_overlay_; }
 
  private:
   struct Loop;
@@ -220,6 +240,10 @@ class Agent {
   void maintain();
   void record(const ReconcileResult& r);
   void publish();
+  // Node objects -> plan -> kernel -> backend->program_overlay(), then the conflist. Errors are
+  // logged and counted; the next resync (or the next 5 s tick after an error) retries.
+  void sync_overlay(const char* why);
+  void write_conflist(const overlay::OverlayPlan& plan);
 
   AgentConfig config_;
   Parts parts_;
@@ -228,6 +252,12 @@ class Agent {
   AgentStatus status_;
   MetricsSnapshot metrics_;
   ReconcileResult first_reconcile_;
+  overlay::ApplyResult first_overlay_;
+  bool overlay_ok_ = true;
+  int overlay_mtu_ = 0;                      // the VXLAN device's MTU after the last apply
+  std::vector<std::string> overlay_skipped_;  // last logged, so each problem is logged once
+  bool overlay_waiting_logged_ = false;
+  std::optional<overlay::OverlayPlan> applied_plan_;  // last plan applied without error
   bool last_reconcile_ok_ = false;
   std::string last_error_;
   std::chrono::steady_clock::time_point next_resync_{};

@@ -59,6 +59,8 @@ class ManifestFeed : public ClusterFeed {
     return out;
   }
 
+  const model::ClusterState* state() const override { return &state_; }
+
  private:
   std::unique_ptr<source::ManifestDirSource> source_;
   model::ClusterState state_;

@@ -20,9 +20,10 @@ struct Settings {
   std::map<std::string, std::string> values;
 };
 
-constexpr std::array<const char*, 10> kKeys = {"node",         "datastore", "datapath",  "bpffs-root",
-                                                "state-dir",    "endpoint-dir", "agent-socket", "listen",
-                                                "log-level",    "resync-interval"};
+constexpr std::array<const char*, 18> kKeys = {
+    "node",      "datastore",  "datapath",   "bpffs-root",         "state-dir",    "endpoint-dir",
+    "agent-socket", "listen",  "log-level",  "resync-interval",    "overlay",      "vxlan-vni",
+    "vxlan-port", "underlay-interface", "mtu", "cni-conflist",     "cni-network",  "ipam-dir"};
 
 std::string known_keys() {
   std::string out;
@@ -74,6 +75,18 @@ void validate(AgentConfig& c) {
     throw ConfigError("log level \"" + c.log_level + "\" is not one of trace, debug, info, warn, error");
   parse_listen(c.listen);
   if (c.resync_interval.count() <= 0) throw ConfigError("resync-interval must be positive");
+  if (c.overlay != "vxlan" && c.overlay != "none")
+    throw ConfigError("overlay \"" + c.overlay + "\" is not one of vxlan, none");
+  if (c.cni_network.empty()) throw ConfigError("cni-network must not be empty");
+}
+
+// A whole number in [lo, hi]; throws ConfigError naming the setting.
+long long parse_number(const std::string& text, long long lo, long long hi, const std::string& what) {
+  bool ok = !text.empty() && text.size() <= 10 && std::all_of(text.begin(), text.end(), ::isdigit);
+  long long v = ok ? std::stoll(text) : 0;
+  if (!ok || v < lo || v > hi)
+    throw ConfigError(what + " \"" + text + "\" is not a number from " + std::to_string(lo) + " to " + std::to_string(hi));
+  return v;
 }
 
 }  // namespace
@@ -132,6 +145,14 @@ std::optional<AgentConfig> parse_config(const std::vector<std::string>& argv, st
   add("listen", "HTTP address of /healthz, /readyz, /metrics (default 127.0.0.1:9400)");
   add("log-level", "trace | debug | info | warn | error (default info)");
   add("resync-interval", "full resync period, e.g. 30s (default 30s)");
+  add("overlay", "vxlan | none: the VXLAN overlay between nodes (none removes it) (default vxlan)");
+  add("vxlan-vni", "VXLAN network identifier (default 1)");
+  add("vxlan-port", "VXLAN UDP port (default 8472)");
+  add("underlay-interface", "interface VXLAN packets leave by (default: the one holding the node's InternalIP)");
+  add("mtu", "MTU of the VXLAN device and the pods (default: underlay MTU - 50)");
+  add("cni-conflist", "write this node's CNI conflist here, from its Node's pod CIDRs (default: not written)");
+  add("cni-network", "network name in the written conflist (default ferry)");
+  add("ipam-dir", "ferry-host-local dataDir in the written conflist (default /var/lib/cni/networks)");
 
   std::vector<const char*> cargs;
   for (const std::string& a : argv) cargs.push_back(a.c_str());
@@ -169,6 +190,17 @@ std::optional<AgentConfig> parse_config(const std::vector<std::string>& argv, st
   get("log-level", c.log_level);
   if (auto it = merged.values.find("resync-interval"); it != merged.values.end())
     c.resync_interval = parse_duration(it->second, "resync-interval");
+  get("overlay", c.overlay);
+  if (auto it = merged.values.find("vxlan-vni"); it != merged.values.end())
+    c.vxlan_vni = static_cast<uint32_t>(parse_number(it->second, 1, (1 << 24) - 1, "vxlan-vni"));
+  if (auto it = merged.values.find("vxlan-port"); it != merged.values.end())
+    c.vxlan_port = static_cast<uint16_t>(parse_number(it->second, 1, 65535, "vxlan-port"));
+  get("underlay-interface", c.underlay_interface);
+  if (auto it = merged.values.find("mtu"); it != merged.values.end())
+    c.mtu = static_cast<int>(parse_number(it->second, 576, 65535, "mtu"));
+  get("cni-conflist", c.cni_conflist);
+  get("cni-network", c.cni_network);
+  get("ipam-dir", c.ipam_dir);
   if (c.node.empty() && !merged.values.count("node")) c.node = hostname();
   validate(c);
   if (c.bpffs_root.empty()) c.bpffs_root = "/sys/fs/bpf/ferry/" + c.node;

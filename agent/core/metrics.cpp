@@ -102,6 +102,15 @@ std::string render_metrics(const MetricsSnapshot& m) {
   w.family("ferry_cluster_objects", "gauge", "Objects in the agent's cluster state, by kind.");
   for (const auto& [kind, n] : m.cluster_objects) w.sample("ferry_cluster_objects", "kind", kind, n);
 
+  w.family("ferry_overlay_remote_nodes", "gauge", "Remote nodes the VXLAN overlay routes to.");
+  w.sample("ferry_overlay_remote_nodes", m.overlay_remote_nodes);
+  w.family("ferry_overlay_kernel_writes_total", "counter",
+           "Kernel writes by the overlay since the agent started (device, addresses, routes, neighbours, FDB, "
+           "masquerade).");
+  w.sample("ferry_overlay_kernel_writes_total", m.overlay_kernel_writes);
+  w.family("ferry_overlay_errors_total", "counter", "Overlay passes (kernel or conflist) that failed.");
+  w.sample("ferry_overlay_errors_total", m.overlay_errors_total);
+
   w.family("ferry_datapath_info", "gauge", "The datapath mode in use.");
   if (!m.datapath.empty()) w.sample("ferry_datapath_info", "mode", m.datapath, 1);
   return w.str();

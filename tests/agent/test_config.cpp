@@ -136,6 +136,49 @@ TEST(AgentConfig, HelpAndVersionPrintAndReturnNothing) {
   EXPECT_EQ(out, std::string("ferry-agent ") + FERRY_VERSION + "\n");
 }
 
+TEST(AgentConfig, OverlayDefaults) {
+  AgentConfig c = parse({"--node", "n"});
+  EXPECT_EQ(c.overlay, "vxlan");
+  EXPECT_EQ(c.vxlan_vni, 1u);
+  EXPECT_EQ(c.vxlan_port, 8472);
+  EXPECT_EQ(c.underlay_interface, "");
+  EXPECT_EQ(c.mtu, 0);  // underlay MTU - 50, resolved at run time
+  EXPECT_EQ(c.cni_conflist, "");
+  EXPECT_EQ(c.cni_network, "ferry");
+  EXPECT_EQ(c.ipam_dir, "/var/lib/cni/networks");
+}
+
+TEST(AgentConfig, OverlayFlagsAndYaml) {
+  AgentConfig c = parse({"--node", "n", "--overlay", "none", "--vxlan-vni", "42", "--vxlan-port", "4789",
+                         "--underlay-interface", "eth1", "--mtu", "1400", "--cni-conflist", "/etc/cni/net.d/10-ferry.conflist",
+                         "--cni-network", "pods", "--ipam-dir", "/tmp/ipam"});
+  EXPECT_EQ(c.overlay, "none");
+  EXPECT_EQ(c.vxlan_vni, 42u);
+  EXPECT_EQ(c.vxlan_port, 4789);
+  EXPECT_EQ(c.underlay_interface, "eth1");
+  EXPECT_EQ(c.mtu, 1400);
+  EXPECT_EQ(c.cni_conflist, "/etc/cni/net.d/10-ferry.conflist");
+  EXPECT_EQ(c.cni_network, "pods");
+  EXPECT_EQ(c.ipam_dir, "/tmp/ipam");
+
+  TempDir dir;
+  std::string file = write_file(dir, "agent.yaml", "node: y\nvxlan-vni: 7\nmtu: 1350\ncni-conflist: /x.conflist\n");
+  c = parse({"--config", file, "--mtu", "1300"});
+  EXPECT_EQ(c.vxlan_vni, 7u);
+  EXPECT_EQ(c.mtu, 1300);  // the flag wins
+  EXPECT_EQ(c.cni_conflist, "/x.conflist");
+}
+
+TEST(AgentConfig, BadOverlayValuesAreErrorsNamingTheValue) {
+  EXPECT_NE(error_of({"--overlay", "geneve"}).find("\"geneve\""), std::string::npos);
+  EXPECT_NE(error_of({"--vxlan-vni", "0"}).find("vxlan-vni"), std::string::npos);
+  EXPECT_NE(error_of({"--vxlan-vni", "16777216"}).find("16777216"), std::string::npos);
+  EXPECT_NE(error_of({"--vxlan-port", "70000"}).find("vxlan-port"), std::string::npos);
+  EXPECT_NE(error_of({"--mtu", "big"}).find("\"big\""), std::string::npos);
+  EXPECT_NE(error_of({"--mtu", "100"}).find("mtu"), std::string::npos);
+  EXPECT_NE(error_of({"--cni-network", ""}).find("cni-network"), std::string::npos);
+}
+
 TEST(AgentConfig, Durations) {
   EXPECT_EQ(parse_duration("30", "x"), std::chrono::seconds(30));
   EXPECT_EQ(parse_duration("30s", "x"), std::chrono::seconds(30));
