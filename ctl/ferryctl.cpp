@@ -1,5 +1,5 @@
-// ferryctl — inspect a node's eBPF datapath from its pinned maps: endpoints, conntrack,
-// counters, live drop events, and the agent's health. Reads bpffs directly, so it works while
+// ferryctl — inspect a node's eBPF datapath from its pinned maps: endpoints, overlay tunnels,
+// conntrack, counters, live drop events, and the agent's health. Reads bpffs directly, so it works while
 // the agent is down. Run it in the node's network namespace (nsenter --net=...) to see
 // interface names and tc attachments; `ip netns exec` hides bpffs (it remounts /sys).
 #include <dirent.h>
@@ -137,6 +137,7 @@ int cmd_status(const Options& o) {
       filters.push_back({e.ifindex, f.ingress});
       filters.push_back({e.ifindex, f.egress});
     }
+    if (int overlay = maps.overlay().ifindex; overlay > 0) filters.push_back({overlay, ebpf::tc_filters(overlay).ingress});
     json pins = json::array();
     for (const ebpf::PinInfo& p : maps.pins()) {
       json j = {{"name", p.name}, {"kind", p.kind}, {"id", p.id}, {"object_name", p.object_name}};
@@ -216,6 +217,38 @@ int cmd_endpoints(const Options& o) {
   for (const auto& e : eps)
     t.add({e.ip.str(), std::to_string(e.endpoint_id), std::to_string(e.ifindex), e.ifname.empty() ? "?" : e.ifname,
            ferry::net::mac_str(e.pod_mac), ferry::net::mac_str(e.host_mac), yes_no(e.programmed())});
+  t.print(std::cout);
+  return 0;
+}
+
+int cmd_tunnels(const Options& o) {
+  ebpf::PinnedMaps maps = ebpf::PinnedMaps::open(resolve_root(o));
+  ferry::dataplane::Overlay overlay = maps.overlay();
+  uint32_t program = overlay.ifindex > 0 ? ebpf::tc_filters(overlay.ifindex).ingress : 0;
+  if (o.json()) {
+    json routes = json::array();
+    for (const auto& r : overlay.routes)
+      routes.push_back({{"pod_cidr", r.pod_cidr.str()}, {"node_ip", r.node_ip.str()},
+                        {"vtep_mac", ferry::net::mac_str(r.vtep_mac)}});
+    json out = {{"enabled", overlay.ifindex > 0},
+                {"device", overlay.device},
+                {"ifindex", overlay.ifindex},
+                {"local_vtep_mac", ferry::net::mac_str(overlay.local_vtep_mac)},
+                {"from_overlay_prog_id", program},
+                {"tunnels", routes}};
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  if (overlay.ifindex > 0)
+    std::cout << "overlay device: " << (overlay.device.empty() ? "?" : overlay.device) << " (ifindex "
+              << overlay.ifindex << "), local VTEP MAC " << ferry::net::mac_str(overlay.local_vtep_mac)
+              << ", from-overlay " << (program ? "attached (prog " + std::to_string(program) + ")" : "not attached")
+              << "\n\n";
+  else
+    std::cout << "overlay: direct path off (no overlay device programmed)\n\n";
+  Table t({"POD CIDR", "NODE IP", "VTEP MAC"});
+  for (const auto& r : overlay.routes)
+    t.add({r.pod_cidr.str(), r.node_ip.str(), ferry::net::mac_str(r.vtep_mac)});
   t.print(std::cout);
   return 0;
 }
@@ -348,6 +381,7 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "pins, program attachments, map fill and the agent's health");
   status->add_option("--agent", o.agent, "agent HTTP address");
   auto* endpoints = app.add_subcommand("endpoints", "local endpoints in the datapath");
+  auto* tunnels = app.add_subcommand("tunnels", "overlay: remote pod CIDR -> node IP, VTEP MAC");
   auto* ct = app.add_subcommand("ct", "conntrack");
   ct->require_subcommand(1);
   auto* ct_list = ct->add_subcommand("list", "list conntrack entries");
@@ -365,6 +399,7 @@ int main(int argc, char** argv) {
   try {
     if (status->parsed()) return cmd_status(o);
     if (endpoints->parsed()) return cmd_endpoints(o);
+    if (tunnels->parsed()) return cmd_tunnels(o);
     if (ct_list->parsed()) return cmd_ct_list(o);
     if (ct_flush->parsed()) return cmd_ct_flush(o);
     if (counters->parsed()) return cmd_counters(o);

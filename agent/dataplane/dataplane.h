@@ -41,6 +41,26 @@ struct Endpoint {
   bool operator==(const Endpoint&) const = default;
 };
 
+// The overlay as a datapath sees it (DESIGN.md "Overlay"): the node's VXLAN device and, for
+// every other node, its pod CIDRs, underlay address and VTEP MAC. agent/overlay programs the
+// kernel side (device, routes, neighbours, FDB) in both modes; a backend may add a direct path
+// on top (eBPF: from-pod sends remote-pod traffic straight to the VXLAN device, and a program on
+// the device delivers arriving traffic straight into the pod).
+struct OverlayRoute {
+  net::Prefix pod_cidr;  // a remote node's pod CIDR (network form)
+  net::Ip node_ip;       // that node's underlay address (the VXLAN destination)
+  net::Mac vtep_mac{};   // that node's VTEP MAC (derived from node_ip)
+  bool operator==(const OverlayRoute&) const = default;
+};
+
+struct Overlay {
+  std::string device;          // e.g. "ferry_vxlan"; empty = no overlay
+  int ifindex = 0;             // in the node's netns
+  net::Mac local_vtep_mac{};   // the device's own MAC
+  std::vector<OverlayRoute> routes;  // sorted by pod_cidr (family, bytes, len)
+  bool operator==(const Overlay&) const = default;
+};
+
 // One counter as Prometheus and ferryctl show it.
 struct Counter {
   std::string name;     // "redirect_local", "to_stack", "drop_spoofed", ...
@@ -57,7 +77,9 @@ struct MapFill {
 struct Stats {
   std::vector<Counter> counters;         // empty where the backend has none
   std::map<std::string, MapFill> maps;   // eBPF: per pinned map
-  uint64_t kernel_writes = 0;  // map updates/deletes, tc attach/detach, restores since start
+  // Programming writes since start: map updates/deletes, tc attach/detach, restores. Conntrack
+  // GC is housekeeping and counted apart (counter "ct_gc_deleted").
+  uint64_t kernel_writes = 0;
 };
 
 class Dataplane {
@@ -74,6 +96,10 @@ class Dataplane {
   virtual void program_endpoint(const Endpoint& desired) = 0;
   // Remove one endpoint as returned by installed_endpoints(); absent pieces are not an error.
   virtual void remove_endpoint(const Endpoint& installed) = 0;
+  // Desired overlay (whole set, idempotent; an empty device removes the backend's overlay
+  // state). Writes only what differs from what is installed, so a restart writes nothing.
+  // Default: the backend relies on the kernel's routes and FDB (iptables mode).
+  virtual void program_overlay(const Overlay& desired) { (void)desired; }
   // Periodic housekeeping (conntrack GC); cheap when there is nothing to do.
   virtual void maintain() {}
   // Remove every trace of this backend from the node (datapath mode switch, uninstall).

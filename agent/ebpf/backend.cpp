@@ -5,6 +5,8 @@
 //                         or loaded, pinned and swapped into every endpoint's filter)
 //   installed_endpoints() ferry_ep_v1 grouped by endpoint id + a tc query per side
 //   program_endpoint()    entries (unflagged) -> clsact + filters -> FERRY_EP_F_PROGRAMMED
+//   program_overlay()     from-overlay on the VXLAN device's ingress -> ferry_cfg_v1 -> the
+//                         ferry_tun_v1 diff (only what differs is written)
 //   maintain()            conntrack GC that never removes an entry traffic just refreshed
 #include <dirent.h>
 #include <net/if.h>
@@ -27,15 +29,12 @@ using detail::Fd;
 
 static constexpr const char* kFromPodPin = "prog_from_pod_";
 static constexpr const char* kToPodPin = "prog_to_pod_";
+static constexpr const char* kFromOverlayPin = "prog_from_overlay_";
 
 std::string embedded_program_hash() {
   size_t size = 0;
-  const auto* bytes = static_cast<const uint8_t*>(ferry_lxc__elf_bytes(&size));
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64
-  for (size_t i = 0; i < size; ++i) {
-    h ^= bytes[i];
-    h *= 0x100000001b3ull;
-  }
+  const auto* bytes = static_cast<const char*>(ferry_lxc__elf_bytes(&size));
+  const uint64_t h = net::stable_hash64(std::string_view(bytes, size));  // names the pinned programs
   char text[17];
   std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(h));
   return text;
@@ -193,13 +192,52 @@ class EbpfDataplane final : public dataplane::Dataplane {
     }
   }
 
+  void program_overlay(const dataplane::Overlay& want) override {
+    require_started();
+    const ferry_config have = read_config();
+    const int old_ifindex = static_cast<int>(have.overlay_ifindex);
+    if (want.device.empty()) {
+      // No overlay: the direct path goes off first (from-pod stops redirecting), then the
+      // delivery program and the tunnel entries.
+      if (!same_bytes(have, ferry_config{})) write_config(ferry_config{}, "overlay removal");
+      if (old_ifindex > 0) detach_overlay(old_ifindex);
+      sync_tunnels({}, "overlay removal");
+      return;
+    }
+
+    const std::string what = "overlay device " + want.device;
+    for (const dataplane::OverlayRoute& route : want.routes)
+      (void)detail::tunnel_key(route.pod_cidr);  // a bad CIDR is refused before any write
+    int ifindex = want.ifindex > 0 ? want.ifindex : static_cast<int>(::if_nametoindex(want.device.c_str()));
+    std::string actual = ifname_of(ifindex);
+    if (actual.empty())
+      throw EbpfError("cannot program " + what + ": " +
+                      (want.ifindex > 0 ? "ifindex " + std::to_string(want.ifindex) + " does not exist"
+                                        : std::string("no such interface")));
+    if (actual != want.device)
+      throw EbpfError("cannot program " + what + ": ifindex " + std::to_string(ifindex) + " is " + actual);
+
+    // 1. Delivery first: other nodes may already send to us.
+    attach_overlay(ifindex, what);
+    if (old_ifindex > 0 && old_ifindex != ifindex) detach_overlay(old_ifindex);  // device replaced
+    // 2. The direct path's switch and addresses (harmless before the entries: a miss passes).
+    ferry_config cfg{};
+    cfg.overlay_ifindex = static_cast<uint32_t>(ifindex);
+    std::copy(want.local_vtep_mac.begin(), want.local_vtep_mac.end(), cfg.vtep_mac);
+    cfg.flags = FERRY_CFG_F_OVERLAY;
+    if (!same_bytes(have, cfg)) write_config(cfg, what);
+    // 3. Remote pod CIDRs: only the differences.
+    sync_tunnels(want.routes, what);
+  }
+
   void maintain() override {
     require_started();
     collect_conntrack_garbage();
   }
 
   void cleanup_all() override {
-    // Filters first (they hold the programs), on every interface of this netns.
+    // Filters first (they hold the programs), on every interface of this netns: pod veths
+    // and the overlay device. Then every pin (maps ferry_tun_v1/ferry_cfg_v1 included).
     if (struct if_nameindex* ifs = ::if_nameindex()) {
       for (struct if_nameindex* i = ifs; i->if_index != 0; ++i) {
         for (bpf_tc_attach_point side : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
@@ -239,7 +277,7 @@ class EbpfDataplane final : public dataplane::Dataplane {
     s.counters = detail::read_counters(ctr_.get());
     // Agent-side: conntrack entries removed by maintain() since start.
     s.counters.push_back({"ct_gc_deleted", false, gc_deleted_, 0});
-    s.maps = detail::read_map_fill(ep_.get(), ct_.get());
+    s.maps = detail::read_map_fill(ep_.get(), ct_.get(), tun_.get());
     s.kernel_writes = writes_;
     return s;
   }
@@ -272,23 +310,31 @@ class EbpfDataplane final : public dataplane::Dataplane {
     Fd ct = detail::open_pinned(root_path(FERRY_MAP_CT));
     Fd ctr = detail::open_pinned(root_path(FERRY_MAP_COUNTERS));
     Fd ev = detail::open_pinned(root_path(FERRY_MAP_EVENTS));
+    Fd tun = detail::open_pinned(root_path(FERRY_MAP_TUNNELS));
+    Fd cfg = detail::open_pinned(root_path(FERRY_MAP_CONFIG));
     Fd from = detail::open_pinned(root_path(kFromPodPin + hash_));
     Fd to = detail::open_pinned(root_path(kToPodPin + hash_));
-    if (!ep.valid() || !ct.valid() || !ctr.valid() || !ev.valid() || !from.valid() || !to.valid()) return false;
+    Fd overlay = detail::open_pinned(root_path(kFromOverlayPin + hash_));
+    for (const Fd* fd : {&ep, &ct, &ctr, &ev, &tun, &cfg, &from, &to, &overlay})
+      if (!fd->valid()) return false;
     ep_ = std::move(ep);
     ct_ = std::move(ct);
     ctr_ = std::move(ctr);
     ev_ = std::move(ev);
+    tun_ = std::move(tun);
+    cfg_map_ = std::move(cfg);
     from_pod_ = std::move(from);
     to_pod_ = std::move(to);
+    from_overlay_ = std::move(overlay);
     from_pod_id_ = detail::prog_info(from_pod_.get()).id;
     to_pod_id_ = detail::prog_info(to_pod_.get()).id;
+    from_overlay_id_ = detail::prog_info(from_overlay_.get()).id;
     return true;
   }
 
   void close_all() {
-    for (Fd* fd : {&ep_, &ct_, &ctr_, &ev_, &from_pod_, &to_pod_}) fd->reset();
-    from_pod_id_ = to_pod_id_ = 0;
+    for (Fd* fd : {&ep_, &ct_, &ctr_, &ev_, &tun_, &cfg_map_, &from_pod_, &to_pod_, &from_overlay_}) fd->reset();
+    from_pod_id_ = to_pod_id_ = from_overlay_id_ = 0;
   }
 
   // Loads the embedded object: maps pinned by name are reused (created and pinned when
@@ -314,6 +360,7 @@ class EbpfDataplane final : public dataplane::Dataplane {
     ++writes_;
     pin_program(skel->progs.ferry_from_pod, kFromPodPin + hash_);
     pin_program(skel->progs.ferry_to_pod, kToPodPin + hash_);
+    pin_program(skel->progs.ferry_from_overlay, kFromOverlayPin + hash_);
     spdlog::info("ebpf: loaded programs {} into {}", hash_, cfg_.bpffs_root);
   }
 
@@ -356,6 +403,14 @@ class EbpfDataplane final : public dataplane::Dataplane {
         ++replaced;
       }
     }
+    // The overlay device (recorded in ferry_cfg_v1 by program_overlay) likewise.
+    int overlay = static_cast<int>(read_config().overlay_ifindex);
+    uint32_t running = overlay > 0 ? detail::tc_filter_prog(overlay, BPF_TC_INGRESS) : 0;
+    if (running != 0 && running != from_overlay_id_ && detail::prog_info_by_id(running).name.rfind("ferry_", 0) == 0) {
+      detail::tc_attach(overlay, BPF_TC_INGRESS, from_overlay_.get());
+      ++writes_;
+      ++replaced;
+    }
     if (replaced) spdlog::info("ebpf: replaced {} tc filters with programs {}", replaced, hash_);
   }
 
@@ -365,8 +420,9 @@ class EbpfDataplane final : public dataplane::Dataplane {
     std::vector<std::string> old;
     while (dirent* de = ::readdir(dir)) {
       std::string n = de->d_name;
-      bool prog = n.rfind(kFromPodPin, 0) == 0 || n.rfind(kToPodPin, 0) == 0;
-      if (prog && n != kFromPodPin + hash_ && n != kToPodPin + hash_) old.push_back(n);
+      bool prog = n.rfind(kFromPodPin, 0) == 0 || n.rfind(kToPodPin, 0) == 0 || n.rfind(kFromOverlayPin, 0) == 0;
+      if (prog && n != kFromPodPin + hash_ && n != kToPodPin + hash_ && n != kFromOverlayPin + hash_)
+        old.push_back(n);
     }
     ::closedir(dir);
     for (const std::string& n : old) {
@@ -418,6 +474,90 @@ class EbpfDataplane final : public dataplane::Dataplane {
       throw EbpfError("failed to delete " + ip.str() + " of " + what + " from " + FERRY_MAP_ENDPOINTS + ": " +
                       detail::errstr(errno));
     ++writes_;
+  }
+
+  // ---- overlay ----
+
+  template <typename T>
+  static bool same_bytes(const T& a, const T& b) {
+    return std::memcmp(&a, &b, sizeof(T)) == 0;
+  }
+
+  ferry_config read_config() const {
+    ferry_config cfg{};
+    uint32_t zero = 0;
+    if (!cfg_map_.valid() || bpf_map_lookup_elem(cfg_map_.get(), &zero, &cfg) != 0) return ferry_config{};
+    return cfg;
+  }
+
+  void write_config(const ferry_config& cfg, const std::string& what) {
+    uint32_t zero = 0;
+    if (bpf_map_update_elem(cfg_map_.get(), &zero, &cfg, BPF_ANY) != 0)
+      throw EbpfError("failed to write " + std::string(FERRY_MAP_CONFIG) + " for " + what + ": " +
+                      detail::errstr(errno));
+    ++writes_;
+  }
+
+  void attach_overlay(int ifindex, const std::string& what) {
+    uint32_t running = detail::tc_filter_prog(ifindex, BPF_TC_INGRESS);
+    if (running == from_overlay_id_) return;
+    try {
+      if (running == 0 && detail::tc_ensure_clsact(ifindex)) ++writes_;
+      detail::tc_attach(ifindex, BPF_TC_INGRESS, from_overlay_.get());  // in place when outdated
+      ++writes_;
+    } catch (const EbpfError& e) {
+      throw EbpfError(what + ": " + e.what());
+    }
+  }
+
+  // Removes our filter from a former overlay device, only if it runs a from-overlay program
+  // (the ifindex may since belong to a pod veth).
+  void detach_overlay(int ifindex) {
+    uint32_t running = detail::tc_filter_prog(ifindex, BPF_TC_INGRESS);
+    if (running == 0) return;
+    if (running != from_overlay_id_ && detail::prog_info_by_id(running).name.rfind("ferry_from_over", 0) != 0) return;
+    if (detail::tc_detach(ifindex, BPF_TC_INGRESS)) ++writes_;
+  }
+
+  // Makes ferry_tun_v1 hold exactly `routes`: deletes what is no longer wanted, writes what is
+  // missing or differs, touches nothing else.
+  void sync_tunnels(const std::vector<dataplane::OverlayRoute>& routes, const std::string& what) {
+    using KeyBytes = std::array<uint8_t, sizeof(ferry_tunnel_key)>;
+    auto bytes_of = [](const ferry_tunnel_key& key) {
+      KeyBytes b;
+      std::memcpy(b.data(), &key, sizeof(key));
+      return b;
+    };
+    std::map<KeyBytes, std::pair<ferry_tunnel_key, ferry_tunnel_value>> want;
+    for (const dataplane::OverlayRoute& route : routes) {
+      ferry_tunnel_key key = detail::tunnel_key(route.pod_cidr);  // throws on a bad CIDR
+      ferry_tunnel_value value = detail::tunnel_value(route);
+      auto [it, inserted] = want.try_emplace(bytes_of(key), key, value);
+      if (!inserted && !same_bytes(it->second.second, value))
+        spdlog::warn("ebpf: {}: pod CIDR {} is claimed by {} and {}; keeping the first", what,
+                     route.pod_cidr.str(), detail::ip_from(it->second.second.node_family, it->second.second.node_ip).str(),
+                     route.node_ip.str());
+    }
+    for (const ferry_tunnel_key& key : detail::map_keys<ferry_tunnel_key>(tun_.get())) {
+      if (want.count(bytes_of(key))) continue;
+      if (bpf_map_delete_elem(tun_.get(), &key) != 0 && errno != ENOENT)
+        throw EbpfError("failed to delete " + detail::tunnel_cidr(key).str() + " from " + FERRY_MAP_TUNNELS +
+                        " for " + what + ": " + detail::errstr(errno));
+      ++writes_;
+    }
+    for (const auto& [bytes, entry] : want) {
+      const auto& [key, value] = entry;
+      ferry_tunnel_value have{};
+      if (bpf_map_lookup_elem(tun_.get(), &key, &have) == 0 && same_bytes(have, value)) continue;
+      if (bpf_map_update_elem(tun_.get(), &key, &value, BPF_ANY) != 0) {
+        int err = errno;
+        throw EbpfError("failed to write " + detail::tunnel_cidr(key).str() + " to " + FERRY_MAP_TUNNELS + " for " +
+                        what + ": " + detail::errstr(err) +
+                        (err == E2BIG || err == ENOSPC ? " (map full: " + std::to_string(FERRY_TUNNELS_MAX) + " entries)"
+                                                       : std::string()));
+      }
+      ++writes_;
+    }
   }
 
   // endpoint id -> its IPs in ferry_ep_v1: rebuilt by installed_endpoints() (or lazily), kept
@@ -478,10 +618,8 @@ class EbpfDataplane final : public dataplane::Dataplane {
         last_kept = key;
         continue;
       }
-      if (bpf_map_delete_elem(ct_.get(), &key) == 0) {
-        ++writes_;
-        ++gc_deleted_;
-      }
+      // Housekeeping, not programming: counted in ct_gc_deleted, not in kernel_writes.
+      if (bpf_map_delete_elem(ct_.get(), &key) == 0) ++gc_deleted_;
     }
     // Resume after the last surviving key (a deleted cursor would restart the walk).
     gc_cursor_ = reached_end ? std::nullopt : last_kept;
@@ -494,8 +632,8 @@ class EbpfDataplane final : public dataplane::Dataplane {
   EbpfConfig cfg_;
   std::string hash_;
   bool started_ = false;
-  Fd ep_, ct_, ctr_, ev_, from_pod_, to_pod_;
-  uint32_t from_pod_id_ = 0, to_pod_id_ = 0;
+  Fd ep_, ct_, ctr_, ev_, tun_, cfg_map_, from_pod_, to_pod_, from_overlay_;
+  uint32_t from_pod_id_ = 0, to_pod_id_ = 0, from_overlay_id_ = 0;
   uint64_t writes_ = 0;
   uint64_t gc_deleted_ = 0;
   std::optional<ferry_ct_key> gc_cursor_;

@@ -3,8 +3,9 @@
 //
 // Layout in bpffs (one root per node, e.g. /sys/fs/bpf/ferry/<node>/):
 //   ferry_ep_v1, ferry_ct_v1, ferry_ctr_v1, ferry_ev_v1   maps, pinned by name (see bpf abi.h)
-//   prog_from_pod_<hash>, prog_to_pod_<hash>              programs of the build whose embedded
-//                                                         BPF object hashes to <hash>
+//   ferry_tun_v1, ferry_cfg_v1                            overlay maps (remote pod CIDRs, node config)
+//   prog_from_pod_<hash>, prog_to_pod_<hash>,             programs of the build whose embedded
+//   prog_from_overlay_<hash>                              BPF object hashes to <hash>
 // Maps and programs outlive the agent: tc keeps running the pinned programs while the agent is
 // down, and a restarted agent of the same build reuses everything without a single kernel write.
 // A new build loads its programs once, swaps them into every endpoint's tc filter in place
@@ -56,6 +57,9 @@ struct EbpfConfig {
 // The backend. Call start() first (cleanup_all() works without it); every call from one
 // thread, inside the node's netns. installed_endpoints() lists endpoints by id, each one's
 // IPs IPv4 first, then by address bytes (the registry's order), so a round trip compares equal.
+// program_overlay() attaches ferry_from_overlay to tc ingress of the overlay device (same
+// handle/priority as the pods' filters; replaced in place on upgrade), writes ferry_cfg_v1 and
+// only the differing ferry_tun_v1 entries; an empty device detaches it and clears both maps.
 // Stats::kernel_writes counts bpffs mounts/pins/unpins, program loads, tc hook creations,
 // attaches/detaches and map updates/deletes (conntrack GC deletions included); Stats::counters
 // holds the datapath's counters plus "ct_gc_deleted" (entries maintain() removed).
@@ -88,7 +92,7 @@ std::string counter_name(int index);         // "from_pod", ..., "drop_spoofed";
 std::string drop_reason_name(uint32_t reason);  // "spoofed", ...; "reason_<n>" if unknown
 std::string ct_state_name(uint8_t state);    // "new", "established", "closing"
 std::string protocol_name(uint8_t proto);    // "tcp", "udp", "icmp", "icmpv6", "sctp", "<n>"
-std::string hook_name(uint8_t hook);         // "from-pod", "to-pod"
+std::string hook_name(uint8_t hook);         // "from-pod", "to-pod", "from-overlay"
 std::string source_file_name(uint8_t file);  // "bpf/ferry_lxc.bpf.c", ...
 // "10.0.0.1:80", "[fd00::1]:80"; ports left out for protocols without ports.
 std::string endpoint_str(const net::Ip& ip, uint16_t port, uint8_t proto);
@@ -169,12 +173,18 @@ class PinnedMaps {
   int conntrack_fd() const { return ct_fd_; }
   int counters_fd() const { return ctr_fd_; }
   int events_fd() const { return ev_fd_; }
+  int tunnels_fd() const { return tun_fd_; }  // -1 when pinned by a build without the overlay
+  int config_fd() const { return cfg_fd_; }
+
+  // The overlay the datapath runs with (ferry_cfg_v1 + ferry_tun_v1): device "" (ifindex 0) when
+  // the direct path is off; routes sorted by pod CIDR, as dataplane::Overlay says.
+  dataplane::Overlay overlay() const;
 
  private:
   PinnedMaps() = default;
   void close_all();
   std::string root_;
-  int ep_fd_ = -1, ct_fd_ = -1, ctr_fd_ = -1, ev_fd_ = -1;
+  int ep_fd_ = -1, ct_fd_ = -1, ctr_fd_ = -1, ev_fd_ = -1, tun_fd_ = -1, cfg_fd_ = -1;
 };
 
 // Consumes drop events from the pinned ring buffer. The ring buffer has ONE consumer position:

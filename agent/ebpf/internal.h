@@ -85,12 +85,22 @@ bool tc_ensure_clsact(int ifindex);
 // Conversions between abi structs and net types.
 net::Ip ip_from(uint8_t family, const uint8_t* addr16);
 ferry_endpoint_key endpoint_key(const net::Ip& ip);
+// ferry_tun_v1 entries: key of a pod CIDR (network form, prefixlen = 32 + length); throws
+// EbpfError on a CIDR that is not IPv4/IPv6 or has a bad length.
+ferry_tunnel_key tunnel_key(const net::Prefix& pod_cidr);
+ferry_tunnel_value tunnel_value(const dataplane::OverlayRoute& route);
+net::Prefix tunnel_cidr(const ferry_tunnel_key& key);
+dataplane::OverlayRoute decode_tunnel(const ferry_tunnel_key& key, const ferry_tunnel_value& value);
 uint64_t monotonic_ns();
 
 // Shared by PinnedMaps and the backend.
 ConntrackEntry decode_conntrack(const ferry_ct_key& key, const ferry_ct_value& value, uint64_t now_ns);
 std::vector<dataplane::Counter> read_counters(int counters_fd);  // summed over CPUs, named
-std::map<std::string, dataplane::MapFill> read_map_fill(int endpoints_fd, int conntrack_fd);
+// tunnels_fd < 0: not pinned (older pins), left out.
+std::map<std::string, dataplane::MapFill> read_map_fill(int endpoints_fd, int conntrack_fd, int tunnels_fd);
+// The overlay as ferry_cfg_v1 + ferry_tun_v1 hold it (device name resolved in the caller's
+// netns; empty device and no routes when the config is off). Either fd < 0 = not pinned.
+dataplane::Overlay read_overlay(int config_fd, int tunnels_fd);
 
 template <typename Key>
 std::vector<Key> map_keys(int fd, size_t limit) {

@@ -21,6 +21,8 @@ std::string counter_name(int index) {
     case FERRY_CTR_PASS_NON_IP: return "pass_non_ip";
     case FERRY_CTR_EVENT_LOST: return "event_lost";
     case FERRY_CTR_CT_RELATED: return "ct_related";
+    case FERRY_CTR_REDIRECT_TUNNEL: return "redirect_tunnel";
+    case FERRY_CTR_FROM_OVERLAY: return "from_overlay";
     default: break;
   }
   if (index > FERRY_CTR_DROP_BASE && index < FERRY_CTR_MAX)
@@ -64,6 +66,7 @@ std::string hook_name(uint8_t hook) {
   switch (hook) {
     case FERRY_HOOK_FROM_POD: return "from-pod";
     case FERRY_HOOK_TO_POD: return "to-pod";
+    case FERRY_HOOK_FROM_OVERLAY: return "from-overlay";
     default: return "hook_" + std::to_string(hook);
   }
 }
@@ -73,6 +76,7 @@ std::string source_file_name(uint8_t file) {
     case FERRY_SRC_LXC: return "bpf/ferry_lxc.bpf.c";
     case FERRY_SRC_CT: return "bpf/lib/conntrack.h";
     case FERRY_SRC_PARSE: return "bpf/lib/parse.h";
+    case FERRY_SRC_OVERLAY: return "bpf/lib/overlay.h";
     default: return "file_" + std::to_string(file);
   }
 }
@@ -135,6 +139,44 @@ ferry_endpoint_key endpoint_key(const net::Ip& ip) {
   key.family = static_cast<uint8_t>(ip.family);
   std::memcpy(key.addr, ip.bytes.data(), ip.size());
   return key;
+}
+
+ferry_tunnel_key tunnel_key(const net::Prefix& pod_cidr) {
+  const int family = pod_cidr.ip.family;
+  const int bits = family == AF_INET6 ? 128 : 32;
+  if (family != AF_INET && family != AF_INET6)
+    throw EbpfError("pod CIDR " + pod_cidr.str() + ": not an IPv4 or IPv6 prefix");
+  if (pod_cidr.len < 0 || pod_cidr.len > bits)
+    throw EbpfError("pod CIDR " + pod_cidr.str() + ": bad prefix length");
+  const net::Prefix network = pod_cidr.network();
+  ferry_tunnel_key key{};
+  key.prefixlen = static_cast<uint32_t>(32 + network.len);  // family + pad always match
+  key.family = static_cast<uint8_t>(family);
+  std::memcpy(key.addr, network.ip.bytes.data(), network.ip.size());
+  return key;
+}
+
+ferry_tunnel_value tunnel_value(const dataplane::OverlayRoute& route) {
+  ferry_tunnel_value value{};
+  std::copy(route.vtep_mac.begin(), route.vtep_mac.end(), value.vtep_mac);
+  value.node_family = static_cast<uint8_t>(route.node_ip.family);
+  std::memcpy(value.node_ip, route.node_ip.bytes.data(), static_cast<size_t>(route.node_ip.size()));
+  return value;
+}
+
+net::Prefix tunnel_cidr(const ferry_tunnel_key& key) {
+  net::Prefix p;
+  p.ip = ip_from(key.family, key.addr);
+  p.len = key.prefixlen >= 32 ? static_cast<int>(key.prefixlen) - 32 : 0;
+  return p;
+}
+
+dataplane::OverlayRoute decode_tunnel(const ferry_tunnel_key& key, const ferry_tunnel_value& value) {
+  dataplane::OverlayRoute r;
+  r.pod_cidr = tunnel_cidr(key);
+  r.node_ip = ip_from(value.node_family, value.node_ip);
+  std::copy(std::begin(value.vtep_mac), std::end(value.vtep_mac), r.vtep_mac.begin());
+  return r;
 }
 
 uint64_t monotonic_ns() {

@@ -32,6 +32,9 @@ PinnedMaps PinnedMaps::open(const std::string& root) {
   maps.ct_fd_ = open_one(FERRY_MAP_CT);
   maps.ctr_fd_ = open_one(FERRY_MAP_COUNTERS);
   maps.ev_fd_ = open_one(FERRY_MAP_EVENTS);
+  // The overlay maps came later (issue 4): pins of an older build lack them.
+  maps.tun_fd_ = detail::open_pinned(pin_path(root, FERRY_MAP_TUNNELS)).release();
+  maps.cfg_fd_ = detail::open_pinned(pin_path(root, FERRY_MAP_CONFIG)).release();
   return maps;
 }
 
@@ -40,7 +43,9 @@ PinnedMaps::PinnedMaps(PinnedMaps&& o) noexcept
       ep_fd_(std::exchange(o.ep_fd_, -1)),
       ct_fd_(std::exchange(o.ct_fd_, -1)),
       ctr_fd_(std::exchange(o.ctr_fd_, -1)),
-      ev_fd_(std::exchange(o.ev_fd_, -1)) {}
+      ev_fd_(std::exchange(o.ev_fd_, -1)),
+      tun_fd_(std::exchange(o.tun_fd_, -1)),
+      cfg_fd_(std::exchange(o.cfg_fd_, -1)) {}
 
 PinnedMaps& PinnedMaps::operator=(PinnedMaps&& o) noexcept {
   if (this != &o) {
@@ -50,6 +55,8 @@ PinnedMaps& PinnedMaps::operator=(PinnedMaps&& o) noexcept {
     ct_fd_ = std::exchange(o.ct_fd_, -1);
     ctr_fd_ = std::exchange(o.ctr_fd_, -1);
     ev_fd_ = std::exchange(o.ev_fd_, -1);
+    tun_fd_ = std::exchange(o.tun_fd_, -1);
+    cfg_fd_ = std::exchange(o.cfg_fd_, -1);
   }
   return *this;
 }
@@ -57,7 +64,7 @@ PinnedMaps& PinnedMaps::operator=(PinnedMaps&& o) noexcept {
 PinnedMaps::~PinnedMaps() { close_all(); }
 
 void PinnedMaps::close_all() {
-  for (int* fd : {&ep_fd_, &ct_fd_, &ctr_fd_, &ev_fd_}) {
+  for (int* fd : {&ep_fd_, &ct_fd_, &ctr_fd_, &ev_fd_, &tun_fd_, &cfg_fd_}) {
     if (*fd >= 0) ::close(*fd);
     *fd = -1;
   }
@@ -205,14 +212,47 @@ std::vector<dataplane::Counter> detail::read_counters(int fd) {
 
 std::vector<dataplane::Counter> PinnedMaps::counters() const { return detail::read_counters(ctr_fd_); }
 
-std::map<std::string, dataplane::MapFill> detail::read_map_fill(int ep_fd, int ct_fd) {
+std::map<std::string, dataplane::MapFill> detail::read_map_fill(int ep_fd, int ct_fd, int tun_fd) {
   std::map<std::string, dataplane::MapFill> out;
   out[FERRY_MAP_ENDPOINTS] = {detail::map_keys<ferry_endpoint_key>(ep_fd).size(), detail::map_info(ep_fd).max_entries};
   out[FERRY_MAP_CT] = {detail::map_keys<ferry_ct_key>(ct_fd).size(), detail::map_info(ct_fd).max_entries};
+  if (tun_fd >= 0)
+    out[FERRY_MAP_TUNNELS] = {detail::map_keys<ferry_tunnel_key>(tun_fd).size(), detail::map_info(tun_fd).max_entries};
   return out;
 }
 
-std::map<std::string, dataplane::MapFill> PinnedMaps::map_fill() const { return detail::read_map_fill(ep_fd_, ct_fd_); }
+std::map<std::string, dataplane::MapFill> PinnedMaps::map_fill() const {
+  return detail::read_map_fill(ep_fd_, ct_fd_, tun_fd_);
+}
+
+static bool route_less(const dataplane::OverlayRoute& a, const dataplane::OverlayRoute& b) {
+  if (a.pod_cidr.ip.family != b.pod_cidr.ip.family) return a.pod_cidr.ip.family < b.pod_cidr.ip.family;
+  if (a.pod_cidr.ip.bytes != b.pod_cidr.ip.bytes) return a.pod_cidr.ip.bytes < b.pod_cidr.ip.bytes;
+  return a.pod_cidr.len < b.pod_cidr.len;
+}
+
+dataplane::Overlay detail::read_overlay(int cfg_fd, int tun_fd) {
+  dataplane::Overlay out;
+  ferry_config cfg{};
+  uint32_t zero = 0;
+  if (cfg_fd >= 0 && bpf_map_lookup_elem(cfg_fd, &zero, &cfg) == 0 && (cfg.flags & FERRY_CFG_F_OVERLAY)) {
+    out.ifindex = static_cast<int>(cfg.overlay_ifindex);
+    char name[IF_NAMESIZE] = {};
+    if (cfg.overlay_ifindex != 0 && ::if_indextoname(cfg.overlay_ifindex, name)) out.device = name;
+    std::copy(std::begin(cfg.vtep_mac), std::end(cfg.vtep_mac), out.local_vtep_mac.begin());
+  }
+  if (tun_fd >= 0) {
+    for (const ferry_tunnel_key& key : detail::map_keys<ferry_tunnel_key>(tun_fd)) {
+      ferry_tunnel_value value{};
+      if (bpf_map_lookup_elem(tun_fd, &key, &value) != 0) continue;  // deleted meanwhile
+      out.routes.push_back(detail::decode_tunnel(key, value));
+    }
+  }
+  std::sort(out.routes.begin(), out.routes.end(), route_less);
+  return out;
+}
+
+dataplane::Overlay PinnedMaps::overlay() const { return detail::read_overlay(cfg_fd_, tun_fd_); }
 
 // ---------------------------------------------------------------------------------------
 

@@ -30,9 +30,9 @@
 struct ferry_pkt {
 	struct ferry_ct_key tuple; /* family, proto, addresses and ports, as on the wire (abi.h) */
 	__u32 len;                 /* skb->len at entry: the byte count of every counter */
-	__u32 ifindex;             /* the pod's host-side veth this hook runs on */
+	__u32 ifindex;             /* where this hook runs: a pod's host-side veth, the overlay device */
 	__u32 endpoint_id;         /* local endpoint involved (for events and ct), 0 if unknown */
-	__u8 hook;                 /* FERRY_HOOK_FROM_POD / FERRY_HOOK_TO_POD */
+	__u8 hook;                 /* FERRY_HOOK_FROM_POD / _TO_POD / _FROM_OVERLAY */
 	__u8 tcp_flags;            /* byte 13 of the TCP header, 0 for other protocols */
 	__u8 untracked;            /* no conntrack entry: ICMP errors/control, later fragments */
 	__u8 drop_file;            /* where a drop was decided: enum ferry_source_file */

@@ -125,6 +125,7 @@ void DatapathTest::SetUp() {
                {0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x05}, {0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x01}};
   pod_b_ = Pod{"fybpfb", netns_->add_veth("fybpfb"), 12,
                {0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x06}, {0x0a, 0x58, 0x0a, 0xf4, 0x01, 0x01}};
+  overlay_ifindex_ = netns_->add_veth("fybpfo");
 
   const std::string pin_dir = "/sys/fs/bpf/ferry-test-" + std::to_string(getpid());
   remove_pin_dir(pin_dir);  // a leftover of a crashed run
@@ -190,6 +191,37 @@ RunResult DatapathTest::from_pod(const Pod& pod, const Bytes& frame, uint32_t re
 RunResult DatapathTest::to_pod(const Pod& pod, const Bytes& frame) {
   // tc egress of the veth: the skb leaves through it; it came from the bridge (ingress 0 here).
   return run(skel()->progs.ferry_to_pod, frame, 0, pod.ifindex, 1);
+}
+
+RunResult DatapathTest::from_overlay(const Bytes& frame) {
+  // tc ingress of the overlay device: the decapsulated skb arrived on it and sits on it.
+  return run(skel()->progs.ferry_from_overlay, frame, overlay_ifindex_, overlay_ifindex_, 1);
+}
+
+void DatapathTest::set_overlay(uint32_t ifindex, const MacAddr& vtep_mac, uint32_t flags) {
+  ferry_config cfg{};
+  cfg.overlay_ifindex = ifindex;
+  std::memcpy(cfg.vtep_mac, vtep_mac.data(), 6);
+  cfg.flags = flags;
+  uint32_t zero = 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel()->maps.ferry_cfg_v1), &zero, &cfg, BPF_ANY) != 0)
+    throw std::runtime_error("ferry_cfg_v1 update: " + errno_text(errno));
+}
+
+void DatapathTest::add_tunnel(const std::string& cidr, const MacAddr& vtep_mac, const Addr& node_ip) {
+  const size_t slash = cidr.find('/');
+  if (slash == std::string::npos) throw std::runtime_error("not a CIDR: " + cidr);
+  const Addr net = Addr::parse(cidr.substr(0, slash));
+  ferry_tunnel_key key{};
+  key.prefixlen = 32 + static_cast<uint32_t>(std::stoi(cidr.substr(slash + 1)));
+  key.family = net.family;
+  std::memcpy(key.addr, net.bytes.data(), net.size());
+  ferry_tunnel_value value{};
+  std::memcpy(value.vtep_mac, vtep_mac.data(), 6);
+  value.node_family = node_ip.family;
+  std::memcpy(value.node_ip, node_ip.bytes.data(), node_ip.size());
+  if (bpf_map_update_elem(bpf_map__fd(skel()->maps.ferry_tun_v1), &key, &value, BPF_ANY) != 0)
+    throw std::runtime_error("ferry_tun_v1 update: " + errno_text(errno));
 }
 
 void DatapathTest::add_endpoint(const Pod& pod, const Addr& ip, uint32_t flags) {

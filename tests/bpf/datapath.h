@@ -96,6 +96,13 @@ class DatapathTest : public ::testing::Test {
   // Runs ferry_from_pod as tc ingress of `pod`'s veth / ferry_to_pod as tc egress of it.
   RunResult from_pod(const Pod& pod, const Bytes& frame, uint32_t repeat = 1);
   RunResult to_pod(const Pod& pod, const Bytes& frame);
+  // Runs ferry_from_overlay as tc ingress of the overlay device stand-in (overlay_ifindex_).
+  RunResult from_overlay(const Bytes& frame);
+
+  // ferry_cfg_v1: the direct overlay path via `ifindex` with our VTEP MAC (flags 0 = off).
+  void set_overlay(uint32_t ifindex, const MacAddr& vtep_mac, uint32_t flags = FERRY_CFG_F_OVERLAY);
+  // ferry_tun_v1 entry: pod CIDR ("10.244.2.0/24", "fd00:10:244:2::/64") -> remote VTEP.
+  void add_tunnel(const std::string& cidr, const MacAddr& vtep_mac, const Addr& node_ip);
 
   // ferry_ep_v1 entry for `ip` of `pod`.
   void add_endpoint(const Pod& pod, const Addr& ip, uint32_t flags = FERRY_EP_F_PROGRAMMED);
@@ -110,6 +117,7 @@ class DatapathTest : public ::testing::Test {
   ferry_lxc* skel() const { return datapath_->skel(); }
 
   Pod pod_a_, pod_b_;  // two local pods with veths in the test netns
+  uint32_t overlay_ifindex_ = 0;  // a veth "fybpfo" standing in for the VXLAN device
   std::unique_ptr<PrivateNetns> netns_;
   std::unique_ptr<LoadedDatapath> datapath_;
 

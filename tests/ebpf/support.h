@@ -4,48 +4,31 @@
 // destructors, also when a test fails.
 #pragma once
 
-#include <gtest/gtest.h>
-#include <unistd.h>
-
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "agent/dataplane/dataplane.h"
 #include "agent/ebpf/ebpf.h"
 #include "net/net.h"
+#include "tests/support/support.h"
 
 namespace ferry::ebpftest {
 
-inline bool is_root() { return geteuid() == 0; }
+using test::sh;
+using test::sh_status;
+using test::ShellResult;
+using test::TestNetns;
 
-#define FERRY_REQUIRE_ROOT()                                                                        \
-  do {                                                                                              \
-    if (!::ferry::ebpftest::is_root()) GTEST_SKIP() << "needs root (network namespaces, bpffs, tc)"; \
+// Skips (with the reason) unless root on a kernel that can run ferry's eBPF datapath.
+#define FERRY_REQUIRE_EBPF()                                                                          \
+  do {                                                                                                \
+    if (!::ferry::test::is_root()) GTEST_SKIP() << "needs root (network namespaces, bpffs, tc)";      \
+    std::string ebpf_unsupported_why;                                                                 \
+    if (!::ferry::ebpf::ebpf_supported(&ebpf_unsupported_why))                                        \
+      GTEST_SKIP() << "kernel cannot run ferry's eBPF datapath: " << ebpf_unsupported_why;            \
   } while (0)
-
-struct ShellResult {
-  int status = 0;
-  std::string out;  // stdout (stderr too when the command redirects it)
-};
-ShellResult sh_status(const std::string& cmd);
-std::string sh(const std::string& cmd);  // throws on a non-zero exit
-
-// `ip netns add` on construction, `ip netns del` on destruction.
-class TestNetns {
- public:
-  explicit TestNetns(std::string name);
-  ~TestNetns();
-  TestNetns(const TestNetns&) = delete;
-  TestNetns& operator=(const TestNetns&) = delete;
-  const std::string& name() const { return name_; }
-  std::string path() const { return "/run/netns/" + name_; }
-  std::string exec(const std::string& cmd) const { return sh("ip netns exec " + name_ + " " + cmd); }
-  int exec_status(const std::string& cmd) const { return sh_status("ip netns exec " + name_ + " " + cmd).status; }
-
- private:
-  std::string name_;
-};
 
 // Removes every pin under a bpffs directory and the directory itself on destruction.
 class BpffsRootGuard {

@@ -20,9 +20,7 @@ using dataplane::Endpoint;
 class EbpfBackend : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!is_root()) GTEST_SKIP() << "needs root (network namespaces, bpffs, tc)";
-    std::string why;
-    if (!ebpf::ebpf_supported(&why)) GTEST_SKIP() << "kernel cannot run ferry's eBPF datapath: " << why;
+    FERRY_REQUIRE_EBPF();
     node_ = std::make_unique<TwoPodNode>();
   }
   void TearDown() override { node_.reset(); }

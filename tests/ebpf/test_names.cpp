@@ -19,6 +19,10 @@ TEST(EbpfNames, CountersAndDropReasons) {
   EXPECT_EQ(counter_name(int{FERRY_CTR_DROP_BASE} + FERRY_DROP_INVALID), "drop_invalid");
   EXPECT_EQ(counter_name(int{FERRY_CTR_DROP_BASE} + FERRY_DROP_POLICY), "drop_policy");
   EXPECT_EQ(counter_name(FERRY_CTR_CT_RELATED), "ct_related");
+  EXPECT_EQ(counter_name(FERRY_CTR_REDIRECT_TUNNEL), "redirect_tunnel");
+  EXPECT_EQ(counter_name(FERRY_CTR_FROM_OVERLAY), "from_overlay");
+  EXPECT_EQ(hook_name(FERRY_HOOK_FROM_OVERLAY), "from-overlay");
+  EXPECT_EQ(source_file_name(FERRY_SRC_OVERLAY), "bpf/lib/overlay.h");
   EXPECT_EQ(counter_name(20), "");  // unused slot between the two ranges
   EXPECT_EQ(drop_reason_name(FERRY_DROP_NOT_READY), "not_ready");
   EXPECT_EQ(drop_reason_name(29), "reason_29");

@@ -18,14 +18,18 @@
 #define FERRY_MAP_CT "ferry_ct_v1"
 #define FERRY_MAP_COUNTERS "ferry_ctr_v1"
 #define FERRY_MAP_EVENTS "ferry_ev_v1"
+#define FERRY_MAP_TUNNELS "ferry_tun_v1"  /* overlay: remote pod CIDR -> node (issue 4) */
+#define FERRY_MAP_CONFIG "ferry_cfg_v1"   /* node-wide settings the datapath reads (issue 4) */
 
 /* Default sizes (the agent may resize before load; see DESIGN.md "Maps are sized"). */
 #define FERRY_ENDPOINTS_MAX 65536   /* local pod IPs of one node */
 #define FERRY_CT_MAX 262144         /* flows */
 #define FERRY_EVENTS_BYTES (1 << 20)
+#define FERRY_TUNNELS_MAX 16384     /* pod CIDRs of the other nodes (two per dual-stack node) */
 
-/* tc attachment of ferry's programs on a pod's host-side veth: clsact, this handle and priority.
- * Cleanup removes exactly this (handle, priority) pair. */
+/* tc attachment of ferry's programs on a pod's host-side veth (and of ferry_from_overlay on the
+ * overlay device's ingress): clsact, this handle and priority. Cleanup removes exactly this
+ * (handle, priority) pair. */
 #define FERRY_TC_HANDLE 0xfe
 #define FERRY_TC_PRIORITY 1
 
@@ -44,6 +48,35 @@ struct ferry_endpoint_value {
 	__u8 pod_mac[6];    /* MAC of the pod's interface (eth0 in the pod) */
 	__u8 host_mac[6];   /* MAC used as source when the datapath delivers to the pod (gateway) */
 	__u32 flags;        /* FERRY_EP_F_* */
+};
+
+/* ---- tunnels: LPM trie, remote node's pod CIDR -> where its VXLAN endpoint is ----
+ * LPM keys start with the prefix length in bits of the data that follows: family and pad are
+ * always part of the prefix, so prefixlen = 32 + the CIDR's length (v4 and v6 share the trie
+ * and never match each other). pad is zero. */
+struct ferry_tunnel_key {
+	__u32 prefixlen; /* 32 + CIDR length (e.g. 56 for a /24) */
+	__u8 family;     /* AF_INET / AF_INET6 of the pod CIDR */
+	__u8 pad[3];
+	__u8 addr[16];   /* network address of the CIDR, network order, host bits zero */
+};
+
+struct ferry_tunnel_value {
+	__u8 vtep_mac[6];  /* the remote node's VTEP MAC: inner destination MAC (the FDB key) */
+	__u8 node_family;  /* AF_INET / AF_INET6 of node_ip */
+	__u8 pad;
+	__u8 node_ip[16];  /* the remote node's underlay address (informational: the VXLAN
+			    * device's FDB entry for vtep_mac carries the real destination) */
+};
+
+/* ---- config: array with one entry (key 0), node-wide settings written by the agent ---- */
+#define FERRY_CFG_F_OVERLAY 0x1 /* direct overlay path on: from-pod redirects to overlay_ifindex */
+
+struct ferry_config {
+	__u32 overlay_ifindex;  /* the node's VXLAN device (ferry_vxlan); 0 = no overlay */
+	__u8 vtep_mac[6];       /* its MAC: inner source MAC of tunnelled frames */
+	__u16 pad;
+	__u32 flags;            /* FERRY_CFG_F_* */
 };
 
 /* ---- conntrack: LRU hash, one entry per flow keyed by the tuple of its first packet ---- */
@@ -99,6 +132,8 @@ enum ferry_counter {
 	FERRY_CTR_PASS_NON_IP = 7,    /* ARP and other non-IP frames, passed untouched */
 	FERRY_CTR_EVENT_LOST = 8,     /* drop events lost because the ring buffer was full */
 	FERRY_CTR_CT_RELATED = 9,     /* ICMP errors/control, later fragments: passed, no entry */
+	FERRY_CTR_REDIRECT_TUNNEL = 10, /* from-pod: sent straight to the overlay device (remote pod) */
+	FERRY_CTR_FROM_OVERLAY = 11,  /* packets entering from-overlay (decapsulated, from other nodes) */
 	/* drops: one counter per reason, FERRY_CTR_DROP_BASE + enum ferry_drop_reason */
 	FERRY_CTR_DROP_BASE = 32,
 	FERRY_CTR_MAX = 64,
@@ -130,7 +165,7 @@ struct ferry_drop_event {
 	__u32 endpoint_id;  /* local endpoint involved, 0 if none */
 	__u16 source_line;  /* __LINE__ of the drop in the BPF source */
 	__u8 source_file;   /* enum ferry_source_file */
-	__u8 hook;          /* 1 = from-pod, 2 = to-pod */
+	__u8 hook;          /* FERRY_HOOK_*: 1 = from-pod, 2 = to-pod, 3 = from-overlay */
 	__u8 family;
 	__u8 proto;
 	__be16 sport;
@@ -145,10 +180,12 @@ enum ferry_source_file {
 	FERRY_SRC_LXC = 1, /* bpf/ferry_lxc.bpf.c */
 	FERRY_SRC_CT = 2,  /* bpf/lib/conntrack.h */
 	FERRY_SRC_PARSE = 3,
+	FERRY_SRC_OVERLAY = 4, /* bpf/lib/overlay.h */
 };
 
 #define FERRY_HOOK_FROM_POD 1
 #define FERRY_HOOK_TO_POD 2
+#define FERRY_HOOK_FROM_OVERLAY 3 /* tc ingress of the overlay (VXLAN) device */
 
 #ifdef __cplusplus
 static_assert(sizeof(struct ferry_endpoint_key) == 20);
@@ -157,6 +194,9 @@ static_assert(sizeof(struct ferry_ct_key) == 40);
 static_assert(sizeof(struct ferry_ct_value) == 64);
 static_assert(sizeof(struct ferry_counter_value) == 16);
 static_assert(sizeof(struct ferry_drop_event) == 72);
+static_assert(sizeof(struct ferry_tunnel_key) == 24);
+static_assert(sizeof(struct ferry_tunnel_value) == 24);
+static_assert(sizeof(struct ferry_config) == 16);
 #else
 _Static_assert(sizeof(struct ferry_endpoint_key) == 20, "endpoint key layout");
 _Static_assert(sizeof(struct ferry_endpoint_value) == 24, "endpoint value layout");
@@ -164,6 +204,9 @@ _Static_assert(sizeof(struct ferry_ct_key) == 40, "ct key layout");
 _Static_assert(sizeof(struct ferry_ct_value) == 64, "ct value layout");
 _Static_assert(sizeof(struct ferry_counter_value) == 16, "counter layout");
 _Static_assert(sizeof(struct ferry_drop_event) == 72, "event layout");
+_Static_assert(sizeof(struct ferry_tunnel_key) == 24, "tunnel key layout");
+_Static_assert(sizeof(struct ferry_tunnel_value) == 24, "tunnel value layout");
+_Static_assert(sizeof(struct ferry_config) == 16, "config layout");
 #endif
 
 #endif /* FERRY_BPF_ABI_H */
