@@ -15,17 +15,21 @@ usage() {
   cat <<'EOF'
 usage: cluster.sh [--cluster NAME] <command> [args]     (NAME default: $FERRY_CLUSTER or "fy")
 
-  up --nodes N [--datapath ebpf|iptables|auto] [--bin DIR] [--no-agent]
+  up [--nodes N] [--datapath ebpf|iptables|auto] [--overlay vxlan|none] [--vni N]
+     [--vxlan-port P] [--bin DIR] [--no-agent]          (N default 3)
+  add-node [--datapath MODE]       a new node (next free index) joins the running cluster
+  remove-node <i>                  DEL its pods, stop its agent, delete its Node and netns
   add-pod <node-index> <namespace> <pod> [--labels k=v,...]
   del-pod <namespace> <pod>
   probe <src> <dst> <tcp|udp|sctp|icmp> [port] [--6] [--timeout-ms MS] [-o json]
-        src: <ns>/<pod> | node:<i>;  dst: <ns>/<pod> | node:<i> | IP
+        src: <ns>/<pod> | node:<i> | underlay;  dst: <ns>/<pod> | node:<i> | underlay | IP
   matrix [--proto tcp,udp,sctp,icmp] [--port 80] [--family 4|6|4,6] [--timeout-ms MS]
          [--parallel N] [--json] [--expect FILE]
   restart-agent <i> [--kill9] [--datapath MODE]
   set-datapath <ebpf|iptables|auto>
-  exec <ns>/<pod>|node:<i> -- <command...>     run a command in that network namespace
-  ip <ns>/<pod>|node:<i> [--6]                  print its IPv4 (or IPv6) address
+  exec <ns>/<pod>|node:<i>|underlay -- <command...>   run a command in that network namespace
+  ip <ns>/<pod>|node:<i>|underlay [--6]               print its IPv4 (or IPv6) address
+  overlay <i>          node i's VXLAN device, its routes, neighbours and FDB entries
   logs <i> [-f]        status        down        check-clean
 EOF
 }
@@ -34,17 +38,29 @@ EOF
 save_env() {
   fh_write_atomic "$FH_STATE/cluster.env" <<EOF
 FH_NODES=$FH_NODES
+FH_NODE_IDS="$FH_NODE_IDS"
 FH_DATAPATH=$FH_DATAPATH
 FH_BIN=$FH_BIN
 FH_AGENT=$FH_AGENT
+FH_OVERLAY=$FH_OVERLAY
+FH_VNI=$FH_VNI
+FH_VXLAN_PORT=$FH_VXLAN_PORT
 EOF
 }
 
 node_index_ok() {
-  if ! [[ $1 =~ ^[0-9]+$ ]] || (($1 < 1 || $1 > FH_NODES)); then
-    fh_die "node index \"$1\" is not between 1 and $FH_NODES"
+  if ! [[ $1 =~ ^[0-9]+$ ]] || [[ " $FH_NODE_IDS " != *" $1 "* ]]; then
+    fh_die "no node with index \"$1\" in cluster $FH_CLUSTER (nodes: $FH_NODE_IDS)"
   fi
 }
+
+# Plain pod-CIDR routes between nodes (no overlay): only without agents, with --overlay none,
+# or with an agent that predates the overlay.
+plain_routes() { [[ $FH_OVERLAY != vxlan ]]; }
+# The harness writes the conflists itself only when no agent does (the agent writes its node's
+# conflist from its Node object with --cni-conflist).
+harness_writes_conflist() { ((FH_AGENT == 0)) || [[ $FH_OVERLAY == legacy ]]; }
+agent_has_overlay_flags() { "$FH_BIN/ferry-agent" --help 2>&1 | grep -q -- '--overlay'; }
 
 # --- up ---------------------------------------------------------------------------------
 create_underlay() {
@@ -54,6 +70,9 @@ create_underlay() {
   ip -n "$ul" link set lo up
   ip -n "$ul" link add br0 type bridge
   ip -n "$ul" link set br0 up
+  # The underlay's own address: a destination outside every pod CIDR (masquerade is seen here).
+  ip -n "$ul" addr add "$(fh_underlay_ip4)/24" dev br0
+  ip -n "$ul" addr add "$(fh_underlay_ip6)/64" dev br0 nodad
 }
 
 create_node() {
@@ -71,14 +90,21 @@ create_node() {
   fh_in "$node" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 }
 
-# Plain routes to every other node's pod CIDRs via that node's uplink (the overlay replaces these).
-route_node() {
-  local i=$1 j node
+# Plain route on node i to node j's pod CIDRs via j's uplink (only where there is no overlay).
+plain_route() {
+  local verb=$1 i=$2 j=$3 node
   node=$(fh_node "$i")
-  for ((j = 1; j <= FH_NODES; j++)); do
+  ip -n "$node" route "$verb" "$(fh_pod_cidr4 "$j")" via "$(fh_node_ip4 "$j")" dev eth0
+  ip -n "$node" -6 route "$verb" "$(fh_pod_cidr6 "$j")" via "$(fh_node_ip6 "$j")" dev eth0
+}
+
+# Node i gets routes to every other node, and every other node one to node i.
+route_node_both_ways() {
+  local i=$1 j
+  for j in $FH_NODE_IDS; do
     ((j == i)) && continue
-    ip -n "$node" route add "$(fh_pod_cidr4 "$j")" via "$(fh_node_ip4 "$j")" dev eth0
-    ip -n "$node" -6 route add "$(fh_pod_cidr6 "$j")" via "$(fh_node_ip6 "$j")" dev eth0
+    plain_route replace "$i" "$j"
+    plain_route replace "$j" "$i"
   done
 }
 
@@ -95,11 +121,21 @@ write_node_manifest() {
     fh_write_atomic "$FH_MANIFESTS/node-$node.json"
 }
 
+# Node i's conflist: written by its agent (--cni-conflist) or, without one, by write_conflist.
+# One directory per node: every node's network is called "ferry", and ferry-cnitool finds a
+# network by name in a directory.
+conflist_path() { echo "$FH_STATE/net.d/$(fh_node "$1")/10-ferry.conflist"; }
+
+node_dirs() {
+  local node
+  node=$(fh_node "$1")
+  mkdir -p "$FH_STATE/net.d/$node" "$FH_STATE/ipam/$node" "$FH_STATE/cni-cache/$node"
+}
+
 write_conflist() {
   local i=$1 node runtime
   node=$(fh_node "$i")
   runtime=$(fh_node_runtime "$i")
-  mkdir -p "$FH_STATE/cni/$node" "$FH_STATE/ipam/$node" "$FH_STATE/cni-cache/$node"
   jq -n --arg ipam "$FH_STATE/ipam/$node" --arg c4 "$(fh_pod_cidr4 "$i")" --arg c6 "$(fh_pod_cidr6 "$i")" \
     --arg epdir "$runtime/endpoints" --arg sock "$runtime/agent.sock" --argjson agent "$FH_AGENT" '{
       cniVersion: "1.1.0", name: "ferry",
@@ -109,7 +145,7 @@ write_conflist() {
                         ranges: [[{subnet: $c4}], [{subnet: $c6}]],
                         routes: [{dst: "0.0.0.0/0"}, {dst: "::/0"}]}}
                 + (if $agent == 1 then {agentRequired: true} else {} end))]}' |
-    fh_write_atomic "$FH_STATE/cni/$node/10-ferry.conflist"
+    fh_write_atomic "$(conflist_path "$i")"
 }
 
 # A probe server in a netns answering on 80/81 (TCP, UDP, SCTP), plus a stream sink (5001)
@@ -139,9 +175,15 @@ start_agent() {
   pidfile=$(agent_pidfile "$i")
   mkdir -p "$(fh_node_bpffs "$i")" "$(fh_node_runtime "$i")"
   echo "=== $(date -Is) starting ferry-agent --datapath $mode" >>"$log"
+  local overlay=()
+  if [[ $FH_OVERLAY != legacy ]]; then
+    overlay=(--overlay "$FH_OVERLAY" --vxlan-vni "$FH_VNI" --vxlan-port "$FH_VXLAN_PORT"
+      --underlay-interface eth0 --cni-conflist "$(conflist_path "$i")" --cni-network ferry
+      --ipam-dir "$FH_STATE/ipam/$node")
+  fi
   fh_start_daemon "$node" "$log" "$pidfile" "$FH_BIN/ferry-agent" --node "$node" \
     --datastore "dir:$FH_MANIFESTS" --datapath "$mode" --bpffs-root "$(fh_node_bpffs "$i")" \
-    --state-dir "$(fh_node_runtime "$i")" --listen "127.0.0.1:$FH_AGENT_PORT"
+    --state-dir "$(fh_node_runtime "$i")" --listen "127.0.0.1:$FH_AGENT_PORT" "${overlay[@]}"
   echo "$mode" >"$FH_STATE/pids/$node.agent.mode"
   deadline=$((SECONDS + ${FH_AGENT_TIMEOUT:-30}))
   until fh_in "$node" curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:$FH_AGENT_PORT/readyz"; do
@@ -158,17 +200,43 @@ $(tail -n 20 "$log")"
   fh_log "ferry-agent on $node ready ($mode datapath, pid $(<"$pidfile"))"
 }
 
+# The agent writes its node's conflist from its Node object; pods can be added once it is there
+# and names the node's own pod CIDR.
+wait_conflist() {
+  local i=$1 file node log deadline
+  harness_writes_conflist && return 0
+  file=$(conflist_path "$i")
+  node=$(fh_node "$i")
+  log="$FH_STATE/logs/$node.log"
+  deadline=$((SECONDS + ${FH_AGENT_TIMEOUT:-30}))
+  until [[ -s $file ]] && jq -e --arg c "$(fh_pod_cidr4 "$i")" \
+    '[.. | .subnet? // empty] | index($c) != null' "$file" >/dev/null 2>&1; do
+    fh_pid_alive "$(<"$(agent_pidfile "$i")")" ||
+      fh_die "ferry-agent on $node exited before writing $file; last lines of $log:
+$(tail -n 20 "$log")"
+    ((SECONDS < deadline)) ||
+      fh_die "ferry-agent on $node did not write its conflist $file (with subnet $(fh_pod_cidr4 "$i")) within ${FH_AGENT_TIMEOUT:-30}s; last lines of $log:
+$(tail -n 20 "$log")"
+    sleep 0.1
+  done
+}
+
 stop_agent() {
   local i=$1 signal=${2:-TERM}
   fh_stop_pidfile "$(agent_pidfile "$i")" "$signal"
 }
 
 cmd_up() {
-  FH_NODES=2 FH_DATAPATH=auto FH_BIN=${FERRY_BIN:-$FH_REPO/build/bin} FH_AGENT=1
+  FH_NODES=3 FH_DATAPATH=auto FH_BIN=${FERRY_BIN:-$FH_REPO/build/bin} FH_AGENT=1
+  FH_OVERLAY=vxlan FH_VNI=1 FH_VXLAN_PORT=8472
+  local overlay_asked=0
   while (($#)); do
     case $1 in
       --nodes) FH_NODES=$2; shift 2 ;;
       --datapath) FH_DATAPATH=$2; shift 2 ;;
+      --overlay) FH_OVERLAY=$2; overlay_asked=1; shift 2 ;;
+      --vni) FH_VNI=$2; overlay_asked=1; shift 2 ;;
+      --vxlan-port) FH_VXLAN_PORT=$2; overlay_asked=1; shift 2 ;;
       --bin) FH_BIN=$2; shift 2 ;;
       --no-agent) FH_AGENT=0; shift ;;
       *) fh_die "up: unknown argument \"$1\"" ;;
@@ -176,34 +244,123 @@ cmd_up() {
   done
   if ! [[ $FH_NODES =~ ^[0-9]+$ ]] || ((FH_NODES < 1 || FH_NODES > 200)); then fh_die "--nodes must be 1-200"; fi
   [[ $FH_DATAPATH =~ ^(ebpf|iptables|auto)$ ]] || fh_die "--datapath must be ebpf, iptables or auto"
+  [[ $FH_OVERLAY =~ ^(vxlan|none)$ ]] || fh_die "--overlay must be vxlan or none"
+  if ! [[ $FH_VNI =~ ^[0-9]+$ ]] || ((FH_VNI < 1 || FH_VNI > 16777215)); then fh_die "--vni must be 1-16777215"; fi
+  if ! [[ $FH_VXLAN_PORT =~ ^[0-9]+$ ]] || ((FH_VXLAN_PORT < 1 || FH_VXLAN_PORT > 65535)); then fh_die "--vxlan-port must be 1-65535"; fi
   FH_BIN=$(cd "$FH_BIN" 2>/dev/null && pwd) || fh_die "--bin directory does not exist"
   local b need=(ferry-bridge ferry-host-local ferry-cnitool ferry-probe)
   ((FH_AGENT)) && need+=(ferry-agent)
   for b in "${need[@]}"; do
     [[ -x $FH_BIN/$b ]] || fh_die "$FH_BIN/$b is missing; build it (cmake --build build --target $b)$([[ $b == ferry-agent ]] && echo ' or pass --no-agent')"
   done
+  if ((FH_AGENT == 0)); then
+    ((overlay_asked == 0)) || [[ $FH_OVERLAY == none ]] ||
+      fh_die "--no-agent has no overlay (the agent builds it); drop --overlay/--vni/--vxlan-port"
+    FH_OVERLAY=none
+  elif ! agent_has_overlay_flags; then
+    ((overlay_asked == 0)) || fh_die "$FH_BIN/ferry-agent has no --overlay flag (built before the overlay); rebuild it"
+    FH_OVERLAY=legacy
+    fh_log "note: $FH_BIN/ferry-agent predates the overlay: plain pod-CIDR routes and harness-written conflists"
+  fi
   [[ -f $FH_STATE/cluster.env ]] && fh_die "cluster \"$FH_CLUSTER\" is already up; run: cluster.sh --cluster $FH_CLUSTER down"
   [[ -z $(fh_cluster_netns) ]] ||
     fh_die "namespaces of cluster \"$FH_CLUSTER\" are left from an earlier run ($(fh_cluster_netns | tr '\n' ' ')); run: cluster.sh --cluster $FH_CLUSTER down"
 
+  FH_NODE_IDS=$(seq -s ' ' 1 "$FH_NODES")
   mkdir -p "$FH_STATE"/{manifests,pods,pids,logs,tmp}
   save_env
   fh_mount_bpffs
   local i
   create_underlay
-  for ((i = 1; i <= FH_NODES; i++)); do create_node "$i"; done
-  for ((i = 1; i <= FH_NODES; i++)); do
-    route_node "$i"
+  start_probe_server "$(fh_underlay)" underlay
+  for i in $FH_NODE_IDS; do create_node "$i"; done
+  for i in $FH_NODE_IDS; do
+    node_dirs "$i"
+    if plain_routes; then route_node_both_ways "$i"; fi
     write_node_manifest "$i"
-    write_conflist "$i"
+    if harness_writes_conflist; then write_conflist "$i"; fi
     start_probe_server "$(fh_node "$i")" "node:$i"
   done
   if ((FH_AGENT)); then
-    for ((i = 1; i <= FH_NODES; i++)); do start_agent "$i" "$FH_DATAPATH"; done
+    for i in $FH_NODE_IDS; do start_agent "$i" "$FH_DATAPATH"; done
+    for i in $FH_NODE_IDS; do wait_conflist "$i"; done
   else
-    fh_log "no agent (--no-agent): pods are plain ferry-bridge pods"
+    fh_log "no agent (--no-agent): pods are plain ferry-bridge pods, plain pod-CIDR routes between nodes"
   fi
-  fh_log "up: $FH_NODES node(s), datapath $FH_DATAPATH, state in $FH_STATE"
+  fh_log "up: $FH_NODES node(s), datapath $FH_DATAPATH, overlay $(overlay_text), state in $FH_STATE"
+}
+
+overlay_text() {
+  case $FH_OVERLAY in
+    vxlan) echo "vxlan (VNI $FH_VNI, UDP port $FH_VXLAN_PORT)" ;;
+    legacy) echo "none (agent without overlay support; plain routes)" ;;
+    *) echo "none (plain routes)" ;;
+  esac
+}
+
+# --- nodes joining and leaving ------------------------------------------------------------
+cmd_add_node() {
+  local mode=""
+  while (($#)); do
+    case $1 in
+      --datapath) mode=$2; shift 2 ;;
+      *) fh_die "add-node: unknown argument \"$1\"" ;;
+    esac
+  done
+  fh_require_cluster
+  [[ -n $mode ]] || mode=$FH_DATAPATH
+  [[ $mode =~ ^(ebpf|iptables|auto)$ ]] || fh_die "--datapath must be ebpf, iptables or auto"
+  local i=0 j node
+  for j in $FH_NODE_IDS; do ((j > i)) && i=$j; done
+  i=$((i + 1))
+  ((i <= 200)) || fh_die "no free node index (at most 200)"
+  node=$(fh_node "$i")
+  [[ -e /run/netns/$node ]] && fh_die "netns $node exists already; run: cluster.sh --cluster $FH_CLUSTER down"
+  create_node "$i"
+  FH_NODE_IDS="$FH_NODE_IDS $i"
+  FH_NODES=$((FH_NODES + 1))
+  save_env
+  node_dirs "$i"
+  if plain_routes; then route_node_both_ways "$i"; fi
+  # The other agents learn about the node from this manifest (no restarts).
+  write_node_manifest "$i"
+  if harness_writes_conflist; then write_conflist "$i"; fi
+  start_probe_server "$node" "node:$i"
+  if ((FH_AGENT)); then
+    start_agent "$i" "$mode"
+    wait_conflist "$i"
+  fi
+  echo "node:$i $node $(fh_node_ip4 "$i") $(fh_node_ip6 "$i") pods $(fh_pod_cidr4 "$i") $(fh_pod_cidr6 "$i")"
+}
+
+cmd_remove_node() {
+  (($# == 1)) || fh_die "usage: remove-node <i>"
+  fh_require_cluster
+  node_index_ok "$1"
+  local i=$1 node f j ids=""
+  node=$(fh_node "$i")
+  [[ $FH_NODE_IDS != "$i" ]] || fh_die "node $i is the last node; use down"
+  # Its pods first, through the plugin, while its agent still runs to see them go.
+  for f in "$FH_STATE"/pods/*.json; do
+    [[ -e $f && $(jq -r .node "$f") == "$node" ]] || continue
+    remove_pod "$(jq -r .namespace "$f")" "$(jq -r .pod "$f")" "$node"
+  done
+  ((FH_AGENT)) && stop_agent "$i"
+  fh_stop_pidfile "$FH_STATE/pids/$node.probe.pid"
+  # The other agents drop the node's routes, neighbour and FDB entries when its Node goes.
+  rm -f "$FH_MANIFESTS/node-$node.json"
+  for j in $FH_NODE_IDS; do ((j == i)) || ids+="${ids:+ }$j"; done
+  if plain_routes; then
+    for j in $ids; do plain_route del "$j" "$i" 2>/dev/null || true; done
+  fi
+  kill_in_netns "$node"
+  ip netns del "$node" 2>/dev/null || true
+  rm -rf "/sys/fs/bpf/ferry/$node" "/run/ferry/$node" "$FH_STATE/net.d/$node" "$FH_STATE/ipam/$node" \
+    "$FH_STATE/cni-cache/$node" "$FH_STATE/pids/$node".*
+  FH_NODE_IDS=$ids
+  FH_NODES=$((FH_NODES - 1))
+  save_env
+  echo "node:$i $node removed"
 }
 
 # --- pods -------------------------------------------------------------------------------
@@ -247,7 +404,7 @@ write_pod_manifest() {
 cnitool() {
   local node=$1
   shift
-  fh_in "$node" env CNI_PATH="$FH_BIN" NETCONFPATH="$FH_STATE/cni/$node" \
+  fh_in "$node" env CNI_PATH="$FH_BIN" NETCONFPATH="$FH_STATE/net.d/$node" \
     "$FH_BIN/ferry-cnitool" "$@" --cache-dir "$FH_STATE/cni-cache/$node"
 }
 
@@ -319,10 +476,12 @@ cmd_del_pod() {
 }
 
 # --- addressing targets -----------------------------------------------------------------
-# "<ns>/<pod>" or "node:<i>" -> netns name
+# "<ns>/<pod>", "node:<i>" or "underlay" -> netns name
 target_netns() {
   local t=$1 i ns pod
-  if [[ $t =~ ^node:([0-9]+)$ ]]; then
+  if [[ $t == underlay ]]; then
+    fh_underlay
+  elif [[ $t =~ ^node:([0-9]+)$ ]]; then
     i=${BASH_REMATCH[1]}
     node_index_ok "$i"
     fh_node "$i"
@@ -331,14 +490,16 @@ target_netns() {
     [[ -f $(fh_pod_state "$ns" "$pod") ]] || fh_die "no pod $t in cluster $FH_CLUSTER"
     fh_pod_netns "$ns" "$pod"
   else
-    fh_die "\"$t\" is neither <namespace>/<pod> nor node:<index>"
+    fh_die "\"$t\" is neither <namespace>/<pod>, node:<index> nor underlay"
   fi
 }
 
-# "<ns>/<pod>" | "node:<i>" | IP, family 4|6 -> IP
+# "<ns>/<pod>" | "node:<i>" | "underlay" | IP, family 4|6 -> IP
 target_ip() {
   local t=$1 family=$2 state i
-  if [[ $t =~ ^node:([0-9]+)$ ]]; then
+  if [[ $t == underlay ]]; then
+    if [[ $family == 6 ]]; then fh_underlay_ip6; else fh_underlay_ip4; fi
+  elif [[ $t =~ ^node:([0-9]+)$ ]]; then
     i=${BASH_REMATCH[1]}
     node_index_ok "$i"
     if [[ $family == 6 ]]; then fh_node_ip6 "$i"; else fh_node_ip4 "$i"; fi
@@ -402,7 +563,7 @@ cmd_matrix() {
   for f in "$FH_STATE"/pods/*.json; do
     [[ -e $f ]] && pods+=("$(jq -r '.namespace + "/" + .pod' "$f")")
   done
-  for ((i = 1; i <= FH_NODES; i++)); do nodes+=("node:$i"); done
+  for i in $FH_NODE_IDS; do nodes+=("node:$i"); done
   local sources=("${nodes[@]}" "${pods[@]}") dests=("${pods[@]}" "${nodes[@]}")
   local work
   work=$(mktemp -d "$FH_STATE/tmp/matrix.XXXXXX")
@@ -522,7 +683,7 @@ cmd_set_datapath() {
   local i
   FH_DATAPATH=$1
   save_env
-  for ((i = 1; i <= FH_NODES; i++)); do
+  for i in $FH_NODE_IDS; do
     stop_agent "$i"
     start_agent "$i" "$FH_DATAPATH"
   done
@@ -541,8 +702,9 @@ cmd_logs() {
 cmd_status() {
   fh_require_cluster
   local i node pid f
-  echo "cluster $FH_CLUSTER: $FH_NODES node(s), datapath $FH_DATAPATH, binaries $FH_BIN"
-  for ((i = 1; i <= FH_NODES; i++)); do
+  echo "cluster $FH_CLUSTER: $FH_NODES node(s), datapath $FH_DATAPATH, overlay $(overlay_text), binaries $FH_BIN"
+  echo "  underlay $(fh_underlay) $(fh_underlay_ip4) $(fh_underlay_ip6) (bridge br0)"
+  for i in $FH_NODE_IDS; do
     node=$(fh_node "$i")
     pid=$(cat "$(agent_pidfile "$i")" 2>/dev/null || true)
     if ((FH_AGENT)) && fh_pid_alive "$pid"; then
@@ -566,6 +728,30 @@ cmd_exec() {
   fh_in "$ns" "$@"
 }
 
+# What the agent built for the overlay on node i, as the kernel shows it.
+cmd_overlay() {
+  (($# == 1)) || fh_die "usage: overlay <i>"
+  fh_require_cluster
+  node_index_ok "$1"
+  local node
+  node=$(fh_node "$1")
+  if ! ip -n "$node" link show ferry_vxlan >/dev/null 2>&1; then
+    echo "$node: no ferry_vxlan device (overlay $(overlay_text))"
+    return 1
+  fi
+  echo "== $node: device"
+  ip -n "$node" -d link show ferry_vxlan
+  ip -n "$node" addr show dev ferry_vxlan | grep -E 'inet6? ' || true
+  echo "== routes (dev ferry_vxlan)"
+  ip -n "$node" route show dev ferry_vxlan
+  ip -n "$node" -6 route show dev ferry_vxlan
+  echo "== neighbours"
+  ip -n "$node" -4 neigh show dev ferry_vxlan
+  ip -n "$node" -6 neigh show dev ferry_vxlan
+  echo "== FDB"
+  bridge -n "$node" fdb show dev ferry_vxlan
+}
+
 cmd_ip() {
   (($# >= 1)) || fh_die "usage: ip <ns>/<pod>|node:<i> [--6]"
   fh_require_cluster
@@ -573,9 +759,26 @@ cmd_ip() {
 }
 
 # --- down -------------------------------------------------------------------------------
+# Stops every process left in the given namespaces (TERM, then KILL after 5 s).
+kill_in_netns() {
+  local ns pid i left
+  for ns in "$@"; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null || true; done
+  done
+  for ((i = 0; i < 50; i++)); do
+    left=""
+    for ns in "$@"; do left+=$(ip netns pids "$ns" 2>/dev/null); done
+    [[ -z $left ]] && return 0
+    sleep 0.1
+  done
+  for ns in "$@"; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+  done
+}
+
 # Idempotent, and works from names alone: after a crash the state files may be gone.
 cmd_down() {
-  local f ns pid i
+  local f ns
   if [[ -f $FH_STATE/cluster.env ]]; then
     # shellcheck source=/dev/null
     source "$FH_STATE/cluster.env"
@@ -589,18 +792,9 @@ cmd_down() {
     done
   fi
   # Whatever still runs inside our namespaces (agents, probe servers) was started by us.
-  for ns in $(fh_cluster_netns); do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null || true; done
-  done
-  for ((i = 0; i < 50; i++)); do
-    pid=""
-    for ns in $(fh_cluster_netns); do pid+=$(ip netns pids "$ns" 2>/dev/null); done
-    [[ -z $pid ]] && break
-    sleep 0.1
-  done
-  for ns in $(fh_cluster_netns); do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
-  done
+  # shellcheck disable=SC2046
+  kill_in_netns $(fh_cluster_netns)
+  # The VXLAN device, ipsets and nat chains of a node live in its netns and go with it.
   for ns in $(fh_cluster_netns); do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "/sys/fs/bpf/ferry/$FH_CLUSTER-n"* "/run/ferry/$FH_CLUSTER-n"* "$FH_STATE"
   cmd_check_clean
@@ -617,11 +811,20 @@ cmd_check_clean() {
   [[ -e $FH_STATE ]] && left+=("path $FH_STATE")
   rules=$( (iptables-save 2>/dev/null; ip6tables-save 2>/dev/null) | grep -c -- "$FH_CLUSTER-n" || true)
   ((rules > 0)) && left+=("$rules iptables rule(s) mentioning $FH_CLUSTER-n")
+  # Overlay state belongs inside the node namespaces; on the host it means an agent ran in the
+  # wrong netns (the harness plan is shared by every cluster, so it is reported, unattributed).
+  ip link show ferry_vxlan >/dev/null 2>&1 && left+=("host link ferry_vxlan (overlay device outside a node netns)")
+  if command -v ipset >/dev/null && ipset list -n 2>/dev/null | grep -q '^ferry-pods-'; then
+    left+=("host ipset(s) $(ipset list -n | grep '^ferry-pods-' | tr '\n' ' ')")
+  fi
+  if (iptables-save -t nat 2>/dev/null; ip6tables-save -t nat 2>/dev/null) | grep -q '^:FERRY-POSTROUTING'; then
+    left+=("host nat chain FERRY-POSTROUTING")
+  fi
   if ((${#left[@]})); then
     printf 'cluster %s: left behind: %s\n' "$FH_CLUSTER" "${left[*]}" >&2
     return 1
   fi
-  fh_log "clean: no netns, link, pin, runtime dir or iptables rule of cluster $FH_CLUSTER remains"
+  fh_log "clean: no netns, link, pin, runtime dir, iptables rule or overlay state of cluster $FH_CLUSTER remains"
 }
 
 # --- dispatch ---------------------------------------------------------------------------
@@ -641,6 +844,9 @@ main() {
   shift
   case $cmd in
     up) cmd_up "$@" ;;
+    add-node) cmd_add_node "$@" ;;
+    remove-node) cmd_remove_node "$@" ;;
+    overlay) cmd_overlay "$@" ;;
     add-pod) cmd_add_pod "$@" ;;
     del-pod) cmd_del_pod "$@" ;;
     probe) cmd_probe "$@" ;;

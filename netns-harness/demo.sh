@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The ferry demo: build, then bring up a 2-node cluster made of network namespaces (an
-# underlay bridge, two nodes each running ferry-agent, two pods per node wired by
-# ferry-bridge), and print who reaches whom over TCP, UDP, SCTP and ICMP — first with the
-# eBPF datapath, then with the same cluster switched to iptables. Everything is torn down at
-# the end, also when a step fails. Needs root.
+# The ferry demo: build, then bring up a 3-node cluster made of network namespaces (an
+# underlay bridge, three nodes each running ferry-agent with a VXLAN overlay between them, two
+# pods per node wired by ferry-bridge), and print who reaches whom over TCP, UDP, SCTP and
+# ICMP — first with the eBPF datapath, then with the same cluster switched to iptables.
+# Everything is torn down at the end, also when a step fails. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,20 +27,33 @@ teardown() {
 trap teardown EXIT
 "${harness[@]}" down >/dev/null 2>&1 || true  # leftovers of an interrupted demo
 
-echo "== up: 2 nodes, 2 pods per node"
+echo "== up: 3 nodes, 2 pods per node"
 if ((agent)); then
-  "${harness[@]}" up --nodes 2 --datapath ebpf --bin "$build/bin"
+  "${harness[@]}" up --nodes 3 --datapath ebpf --bin "$build/bin"
 else
-  "${harness[@]}" up --nodes 2 --no-agent --bin "$build/bin"
+  "${harness[@]}" up --nodes 3 --no-agent --bin "$build/bin"
 fi
 "${harness[@]}" add-pod 1 default a
 "${harness[@]}" add-pod 1 web b --labels app=web
 "${harness[@]}" add-pod 2 default c
 "${harness[@]}" add-pod 2 web d --labels app=web
+"${harness[@]}" add-pod 3 default e
+"${harness[@]}" add-pod 3 web f --labels app=web
 "${harness[@]}" status
 
+if ((agent)) && "${harness[@]}" overlay 1 >/dev/null 2>&1; then
+  echo
+  echo "== node 1's overlay: ferry_vxlan, and a route + neighbour + FDB entry per other node"
+  "${harness[@]}" overlay 1
+fi
+
+echo
 echo "== a pod on node 1 asks a pod on node 2 who it is, over SCTP (the server reports the source it saw)"
 "${harness[@]}" probe default/a web/d sctp 80
+if ((agent)); then
+  echo "== ... and a server outside the cluster (the underlay), which sees node 1's address (masquerade)"
+  "${harness[@]}" probe default/a underlay tcp 80 || true
+fi
 
 if ((agent)); then
   echo

@@ -28,6 +28,8 @@ fh_set_cluster() {
 
 # --- naming and addressing plan --------------------------------------------------------
 fh_underlay() { echo "$FH_CLUSTER-ul"; }
+fh_underlay_ip4() { echo "172.30.0.1"; }    # on br0: outside every pod CIDR
+fh_underlay_ip6() { echo "fd00:30::1"; }
 fh_node() { echo "$FH_CLUSTER-n$1"; }
 fh_node_ip4() { echo "172.30.0.$((10 + $1))"; }
 fh_node_ip6() { echo "fd00:30::$((10 + $1))"; }
@@ -45,6 +47,9 @@ fh_require_cluster() {
   [[ -f $FH_STATE/cluster.env ]] || fh_die "cluster \"$FH_CLUSTER\" is not up (no $FH_STATE/cluster.env); run: cluster.sh --cluster $FH_CLUSTER up"
   # shellcheck source=/dev/null
   source "$FH_STATE/cluster.env"
+  # cluster.env of an older harness: nodes 1..N, no overlay
+  FH_NODE_IDS=${FH_NODE_IDS:-$(seq -s ' ' 1 "$FH_NODES")}
+  FH_OVERLAY=${FH_OVERLAY:-legacy} FH_VNI=${FH_VNI:-1} FH_VXLAN_PORT=${FH_VXLAN_PORT:-8472}
 }
 
 # Writes a file atomically: content from stdin to a temp file in the same filesystem, then

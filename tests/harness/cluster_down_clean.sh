@@ -16,6 +16,10 @@ assert_nothing_left() {
   local rules
   rules=$( (iptables-save; ip6tables-save) | grep -c -- "$T_CLUSTER-" || true)
   ((rules == 0)) || fail "$what: $rules host iptables rules mention $T_CLUSTER-"
+  # Overlay state lives inside the node namespaces; none may have leaked into the host's.
+  if ip link show ferry_vxlan >/dev/null 2>&1; then fail "$what: a ferry_vxlan device in the host netns"; fi
+  if ipset list -n 2>/dev/null | grep '^ferry-pods-'; then fail "$what: ferry-pods ipsets in the host netns (above)"; fi
+  if iptables-save -t nat | grep '^:FERRY-POSTROUTING'; then fail "$what: FERRY-POSTROUTING in the host netns"; fi
   if pgrep -f -- "--node $T_CLUSTER-n" >/dev/null; then fail "$what: agent processes left"; fi
   if pgrep -f -- "serve --name $T_CLUSTER-" >/dev/null; then fail "$what: probe servers left"; fi
   echo "$what: nothing of $T_CLUSTER left"
@@ -28,6 +32,9 @@ up_with_pods() {
   # The run really created what down must remove.
   [[ -d /sys/fs/bpf/ferry/$T_CLUSTER-n1 || $1 == iptables ]] || fail "no pins under /sys/fs/bpf/ferry/$T_CLUSTER-n1"
   [[ $(ip netns list | grep -c "^$T_CLUSTER-") == 5 ]] || fail "expected 5 netns (underlay, 2 nodes, 2 pods)"
+  if "$T_BIN/ferry-agent" --help 2>&1 | grep -q -- --overlay; then
+    ip -n "$T_CLUSTER-n1" link show ferry_vxlan >/dev/null || fail "no ferry_vxlan in node 1 (overlay agent)"
+  fi
 }
 
 step "normal run, eBPF"
