@@ -490,7 +490,7 @@ cni::Result cmd_add(const cni::CmdArgs& a) {
     EndpointRecord rec = make_record(c, a, hv, pod, res);
     const std::string record_name = endpoint_file_name(a.container_id, a.ifname);
     rollback.add([&c, &a, record_name] {
-      if (remove_endpoint(c.endpoint_dir, a.container_id, a.ifname)) notify_agent(c.agent_socket, record_name);
+      if (remove_endpoint(c.endpoint_dir, a.container_id, a.ifname, c.network)) notify_agent(c.agent_socket, record_name);
     });
     write_endpoint(c.endpoint_dir, rec);
     if (c.agent_required)
@@ -572,7 +572,7 @@ void cmd_del(const cni::CmdArgs& a) {
     }
   }
   if (c.layer3() && c.ip_masq) step("failed to remove IP masquerade", [&] { masq_teardown(c, a, rec); });
-  if (remove_endpoint(c.endpoint_dir, a.container_id, a.ifname))
+  if (remove_endpoint(c.endpoint_dir, a.container_id, a.ifname, c.network))
     notify_agent(c.agent_socket, endpoint_file_name(a.container_id, a.ifname));
   if (first_error) throw *first_error;
 }

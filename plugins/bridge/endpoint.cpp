@@ -12,13 +12,19 @@
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 
 #include "names.h"
 
 namespace ferry::bridge {
 
 using nlohmann::json;
+
+namespace {
+// ".<network>.<containerID>-<ifname>.json.tmp": hidden, and GC can tell whose it is.
+std::string tmp_file_name(std::string_view network, std::string_view container_id, std::string_view ifname) {
+  return "." + std::string(network) + "." + endpoint_file_name(container_id, ifname) + ".tmp";
+}
+}  // namespace
 
 json EndpointRecord::to_json() const {
   return {{"containerID", container_id}, {"ifname", ifname},       {"netns", netns},
@@ -82,7 +88,7 @@ std::string read_file(const std::string& path) {
 
 void write_endpoint(const std::string& dir, const EndpointRecord& rec) {
   const std::string path = dir + "/" + endpoint_file_name(rec.container_id, rec.ifname);
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = dir + "/" + tmp_file_name(rec.network, rec.container_id, rec.ifname);
   const std::string data = rec.to_json().dump(2) + "\n";
   for (int attempt = 0; attempt < 2; ++attempt) {
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -115,9 +121,10 @@ std::optional<EndpointRecord> read_endpoint(const std::string& dir, const std::s
   return EndpointRecord::from_json(json::parse(data, nullptr, false));
 }
 
-bool remove_endpoint(const std::string& dir, const std::string& container_id, const std::string& ifname) {
+bool remove_endpoint(const std::string& dir, const std::string& container_id, const std::string& ifname,
+                     const std::string& network) {
   const std::string path = dir + "/" + endpoint_file_name(container_id, ifname);
-  unlink((path + ".tmp").c_str());
+  if (!network.empty()) unlink((dir + "/" + tmp_file_name(network, container_id, ifname)).c_str());
   return unlink(path.c_str()) == 0;
 }
 
@@ -127,18 +134,18 @@ void gc_endpoints(const std::string& dir, const std::string& network, const std:
   std::vector<std::string> stale;
   while (dirent* e = readdir(d)) {
     std::string name = e->d_name;
-    // A ".json.tmp" is what an ADD killed between writing and renaming left behind.
-    const bool tmp = name.ends_with(".json.tmp");
-    if (!name.ends_with(".json") && !tmp) continue;
-    const std::string path = dir + "/" + name;
-    auto rec = EndpointRecord::from_json(json::parse(read_file(path), nullptr, false));
-    if (!rec && tmp) {
-      // Unreadable (killed before its write): no network to check, so only once it is clearly
-      // not an ADD in flight.
-      struct stat st;
-      if (stat(path.c_str(), &st) == 0 && time(nullptr) - st.st_mtime > 2) stale.push_back(name);
+    // A temporary file is what an ADD killed before its rename left behind; its name says the
+    // network and the attachment, its content may be partial.
+    const std::string tmp_prefix = "." + network + ".";
+    if (name.starts_with(tmp_prefix) && name.ends_with(".tmp")) {
+      const std::string record = name.substr(tmp_prefix.size(), name.size() - tmp_prefix.size() - 4);
+      bool in_use = false;
+      for (const cni::Attachment& a : valid) in_use |= endpoint_file_name(a.container_id, a.ifname) == record;
+      if (!in_use) stale.push_back(name);
       continue;
     }
+    if (!name.ends_with(".json")) continue;
+    auto rec = EndpointRecord::from_json(json::parse(read_file(dir + "/" + name), nullptr, false));
     if (!rec || rec->network != network) continue;
     if (!valid.count(cni::Attachment{rec->container_id, rec->ifname})) stale.push_back(name);
   }

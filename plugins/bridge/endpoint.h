@@ -39,9 +39,12 @@ struct EndpointRecord {
 void write_endpoint(const std::string& dir, const EndpointRecord& rec);
 std::optional<EndpointRecord> read_endpoint(const std::string& dir, const std::string& container_id,
                                             const std::string& ifname);
-// true if a record was there. Also removes a temporary file an interrupted write left.
-bool remove_endpoint(const std::string& dir, const std::string& container_id, const std::string& ifname);
-// Removes the records of `network` whose (containerID, ifname) is not in `valid`.
+// true if a record was there. With `network`, also removes the temporary file an interrupted
+// write of that network left.
+bool remove_endpoint(const std::string& dir, const std::string& container_id, const std::string& ifname,
+                     const std::string& network = {});
+// Removes the records (and interrupted writes' temporary files) of `network` whose
+// (containerID, ifname) is not in `valid`.
 void gc_endpoints(const std::string& dir, const std::string& network, const std::set<cni::Attachment>& valid);
 // Best effort, non-blocking; never throws.
 void notify_agent(const std::string& socket_path, const std::string& file_name);
