@@ -161,41 +161,23 @@ static __always_inline int ferry_handle_from_overlay(struct __sk_buff *skb, stru
 	return ret;
 }
 
-SEC("tc")
-int ferry_from_pod(struct __sk_buff *skb)
-{
-	struct ferry_pkt pkt;
+/* The common prologue of every entry point: a zeroed packet context, the hook's counter, and
+ * ferry_finish() turning a negative drop code into a counter, an event and TC_ACT_SHOT. */
+#define FERRY_ENTRY(name, hook_id, ifindex_field, counter, handler)            \
+	SEC("tc")                                                             \
+	int name(struct __sk_buff *skb)                                       \
+	{                                                                     \
+		struct ferry_pkt pkt;                                         \
+                                                                              \
+		__builtin_memset(&pkt, 0, sizeof(pkt));                       \
+		pkt.hook = hook_id;                                           \
+		pkt.len = skb->len;                                           \
+		pkt.ifindex = skb->ifindex_field;                             \
+		ferry_count(counter, pkt.len);                                \
+		return ferry_finish(&pkt, handler(skb, &pkt));                \
+	}
 
-	__builtin_memset(&pkt, 0, sizeof(pkt));
-	pkt.hook = FERRY_HOOK_FROM_POD;
-	pkt.len = skb->len;
-	pkt.ifindex = skb->ingress_ifindex;
-	ferry_count(FERRY_CTR_FROM_POD, pkt.len);
-	return ferry_finish(&pkt, ferry_handle_from_pod(skb, &pkt));
-}
-
-SEC("tc")
-int ferry_to_pod(struct __sk_buff *skb)
-{
-	struct ferry_pkt pkt;
-
-	__builtin_memset(&pkt, 0, sizeof(pkt));
-	pkt.hook = FERRY_HOOK_TO_POD;
-	pkt.len = skb->len;
-	pkt.ifindex = skb->ifindex;
-	ferry_count(FERRY_CTR_TO_POD, pkt.len);
-	return ferry_finish(&pkt, ferry_handle_to_pod(skb, &pkt));
-}
-
-SEC("tc")
-int ferry_from_overlay(struct __sk_buff *skb)
-{
-	struct ferry_pkt pkt;
-
-	__builtin_memset(&pkt, 0, sizeof(pkt));
-	pkt.hook = FERRY_HOOK_FROM_OVERLAY;
-	pkt.len = skb->len;
-	pkt.ifindex = skb->ifindex;
-	ferry_count(FERRY_CTR_FROM_OVERLAY, pkt.len);
-	return ferry_finish(&pkt, ferry_handle_from_overlay(skb, &pkt));
-}
+/* from-pod sees the packet on the veth's ingress, so the veth is the ingress interface. */
+FERRY_ENTRY(ferry_from_pod, FERRY_HOOK_FROM_POD, ingress_ifindex, FERRY_CTR_FROM_POD, ferry_handle_from_pod)
+FERRY_ENTRY(ferry_to_pod, FERRY_HOOK_TO_POD, ifindex, FERRY_CTR_TO_POD, ferry_handle_to_pod)
+FERRY_ENTRY(ferry_from_overlay, FERRY_HOOK_FROM_OVERLAY, ifindex, FERRY_CTR_FROM_OVERLAY, ferry_handle_from_overlay)

@@ -6,6 +6,8 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <type_traits>
 #include <string>
 #include <vector>
 
@@ -61,6 +63,24 @@ class TwoPodNode {
 
   // Runs fn with this thread in the node netns (where the agent lives).
   void in_node(const std::function<void()>& fn) const;
+  // The same, returning fn's result.
+  template <typename F>
+  auto run_in_node(F fn) const {
+    using R = decltype(fn());
+    if constexpr (std::is_void_v<R>) {
+      in_node(fn);
+    } else {
+      std::optional<R> out;
+      in_node([&] { out.emplace(fn()); });
+      return std::move(*out);
+    }
+  }
+  // A backend made from `config` and started in the node netns.
+  std::unique_ptr<dataplane::Dataplane> started_backend(const ebpf::EbpfConfig& config) const {
+    auto dp = ebpf::make_ebpf_dataplane(config);
+    in_node([&] { dp->start(); });
+    return dp;
+  }
   // The desired endpoint of pod i (ids 101, 102), read from the kernel.
   dataplane::Endpoint endpoint(int i) const;
   ebpf::EbpfConfig config() const;

@@ -45,21 +45,9 @@ class EbpfOverlay : public ::testing::Test {
 
   template <typename F>
   auto in_node(F fn) {
-    using R = decltype(fn());
-    if constexpr (std::is_void_v<R>) {
-      node_->in_node(fn);
-    } else {
-      std::optional<R> out;
-      node_->in_node([&] { out.emplace(fn()); });
-      return std::move(*out);
-    }
+    return node_->run_in_node(fn);
   }
-
-  std::unique_ptr<Dataplane> started(const ebpf::EbpfConfig& config) {
-    auto dp = ebpf::make_ebpf_dataplane(config);
-    in_node([&] { dp->start(); });
-    return dp;
-  }
+  std::unique_ptr<Dataplane> started(const ebpf::EbpfConfig& config) { return node_->started_backend(config); }
 
   // Three remote nodes, node 2 dual-stack; sorted by pod CIDR as Overlay says.
   Overlay desired() const {
