@@ -69,6 +69,57 @@ struct Counter {
   uint64_t bytes = 0;
 };
 
+// ---------------------------------------------------------------------------------------
+// NetworkPolicy as a datapath sees it (DESIGN.md "Identities"): the compiler in policy/ turns
+// Kubernetes objects into this; backends only install it. Every IP the node may talk to has an
+// identity (ipcache, longest prefix wins); each local endpoint has allow entries per direction.
+
+using Identity = uint32_t;
+inline constexpr Identity kIdentityAny = 0;         // in a PolicyEntry: any peer
+inline constexpr Identity kIdentityHost = 1;        // this node's own addresses
+inline constexpr Identity kIdentityRemoteNode = 2;  // other nodes' addresses
+inline constexpr Identity kIdentityWorld = 3;       // anything else (outside the cluster)
+inline constexpr Identity kFirstAllocatedIdentity = 256;
+
+enum class Direction : uint8_t {
+  Ingress = 1,  // traffic to the endpoint; the peer is the source
+  Egress = 2,   // traffic from the endpoint; the peer is the destination
+};
+
+// One allow entry. proto 0 = any protocol (then ports are 0..65535); ports are the destination
+// port range, inclusive (0..65535 = any port of proto).
+struct PolicyEntry {
+  Identity peer = kIdentityAny;
+  uint8_t proto = 0;  // 0 or IPPROTO_TCP / IPPROTO_UDP / IPPROTO_SCTP
+  uint16_t port_first = 0;
+  uint16_t port_last = 65535;
+  auto operator<=>(const PolicyEntry&) const = default;
+};
+
+// The policy of one local endpoint. A direction that is not isolated allows everything (its
+// entries are empty); an isolated one allows exactly its entries (none = deny all).
+struct EndpointPolicy {
+  bool ingress_isolated = false;
+  bool egress_isolated = false;
+  std::vector<PolicyEntry> ingress;  // sorted, deduplicated, overlapping ranges merged
+  std::vector<PolicyEntry> egress;
+  bool operator==(const EndpointPolicy&) const = default;
+};
+
+struct IpcacheEntry {
+  net::Prefix prefix;  // network form; 0.0.0.0/0 and ::/0 are always present
+  Identity identity = kIdentityWorld;
+  bool operator==(const IpcacheEntry&) const = default;
+};
+
+struct PolicySet {
+  bool enforce = true;  // false: the backend installs no policy and allows everything
+  std::vector<IpcacheEntry> ipcache;                 // sorted by (family, bytes, len)
+  std::map<uint32_t, EndpointPolicy> endpoints;      // endpoint_id -> policy; a programmed
+                                                     // endpoint absent here is not isolated
+  bool operator==(const PolicySet&) const = default;
+};
+
 struct MapFill {
   uint64_t entries = 0;
   uint64_t max_entries = 0;
@@ -100,6 +151,11 @@ class Dataplane {
   // state). Writes only what differs from what is installed, so a restart writes nothing.
   // Default: the backend relies on the kernel's routes and FDB (iptables mode).
   virtual void program_overlay(const Overlay& desired) { (void)desired; }
+  // Desired policy (whole set, idempotent): writes only what differs from what is installed,
+  // so a restart with nothing changed writes nothing. When it returns, every endpoint in
+  // `desired` is enforced as given, and flows whose verdict changed are re-judged on their
+  // next packet (established flows that are still allowed keep going).
+  virtual void program_policy(const PolicySet& desired) = 0;
   // Periodic housekeeping (conntrack GC); cheap when there is nothing to do.
   virtual void maintain() {}
   // Remove every trace of this backend from the node (datapath mode switch, uninstall).

@@ -235,6 +235,9 @@ class EbpfDataplane final : public dataplane::Dataplane {
     collect_conntrack_garbage();
   }
 
+  // TODO(issue 5): being written; until then policy is not enforced in this mode.
+  void program_policy(const dataplane::PolicySet&) override {}
+
   void cleanup_all() override {
     // Filters first (they hold the programs), on every interface of this netns: pod veths
     // and the overlay device. Then every pin (maps ferry_tun_v1/ferry_cfg_v1 included).

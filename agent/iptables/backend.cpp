@@ -73,6 +73,9 @@ class IptablesDataplane final : public dataplane::Dataplane {
     for (Family f : families()) change(f, render_orphan_gc, "remove unreferenced FERRY-FROM/TO chains");
   }
 
+  // TODO(issue 5): being written; until then policy is not enforced in this mode.
+  void program_policy(const dataplane::PolicySet&) override {}
+
   void cleanup_all() override {
     for (Family f : families()) {
       cache_[index(f)].reset();  // read the kernel afresh: cleanup must find everything of ours

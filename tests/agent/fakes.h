@@ -24,6 +24,9 @@ struct FakeKernel {
   std::set<uint32_t> fail_program;  // program_endpoint throws for these ids
   std::set<uint32_t> fail_remove;
   bool fail_installed = false;
+  bool fail_policy = false;
+  dataplane::PolicySet policy;
+  int policy_programs = 0;
   bool started = false;
   int cleanups = 0;
   int maintains = 0;
@@ -52,6 +55,12 @@ class FakeDataplane : public dataplane::Dataplane {
     auto it = kernel_.endpoints.find(ep.endpoint_id);
     if (it != kernel_.endpoints.end() && it->second.host_ifindex == ep.host_ifindex) kernel_.endpoints.erase(it);
     ++writes_;
+  }
+  void program_policy(const dataplane::PolicySet& desired) override {
+    if (kernel_.fail_policy) throw dataplane::DataplaneError("fake: program of policy failed");
+    if (kernel_.policy != desired) ++writes_;
+    kernel_.policy = desired;
+    ++kernel_.policy_programs;
   }
   void maintain() override { ++kernel_.maintains; }
   void cleanup_all() override {

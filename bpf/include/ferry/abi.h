@@ -19,13 +19,18 @@
 #define FERRY_MAP_COUNTERS "ferry_ctr_v1"
 #define FERRY_MAP_EVENTS "ferry_ev_v1"
 #define FERRY_MAP_TUNNELS "ferry_tun_v1"  /* overlay: remote pod CIDR -> node (issue 4) */
-#define FERRY_MAP_CONFIG "ferry_cfg_v1"   /* node-wide settings the datapath reads (issue 4) */
+#define FERRY_MAP_CONFIG "ferry_cfg_v2"   /* node-wide settings the datapath reads (v2: policy) */
+#define FERRY_MAP_CONFIG_V1 "ferry_cfg_v1" /* the layout before policy: removed on start */
+#define FERRY_MAP_IPCACHE "ferry_ipc_v1"  /* policy: IP/prefix -> security identity (LPM) */
+#define FERRY_MAP_POLICY "ferry_pol_v1"   /* policy: per-endpoint allow entries (LPM) */
 
 /* Default sizes (the agent may resize before load; see DESIGN.md "Maps are sized"). */
 #define FERRY_ENDPOINTS_MAX 65536   /* local pod IPs of one node */
 #define FERRY_CT_MAX 262144         /* flows */
 #define FERRY_EVENTS_BYTES (1 << 20)
 #define FERRY_TUNNELS_MAX 16384     /* pod CIDRs of the other nodes (two per dual-stack node) */
+#define FERRY_IPCACHE_MAX 131072    /* pod IPs of the cluster + node IPs + ipBlock prefixes */
+#define FERRY_POLICY_MAX 262144     /* allow entries of all local endpoints */
 
 /* tc attachment of ferry's programs on a pod's host-side veth (and of ferry_from_overlay on the
  * overlay device's ingress): clsact, this handle and priority. Cleanup removes exactly this
@@ -71,12 +76,62 @@ struct ferry_tunnel_value {
 
 /* ---- config: array with one entry (key 0), node-wide settings written by the agent ---- */
 #define FERRY_CFG_F_OVERLAY 0x1 /* direct overlay path on: from-pod redirects to overlay_ifindex */
+#define FERRY_CFG_F_POLICY 0x2  /* NetworkPolicy enforced (off: every flow is allowed) */
 
 struct ferry_config {
 	__u32 overlay_ifindex;  /* the node's VXLAN device (ferry_vxlan); 0 = no overlay */
 	__u8 vtep_mac[6];       /* its MAC: inner source MAC of tunnelled frames */
 	__u16 pad;
 	__u32 flags;            /* FERRY_CFG_F_* */
+	__u32 policy_rev;       /* bumped by the agent after each policy change; a ct entry judged
+				 * under another revision is judged again on its next packet */
+	__u32 pad2[2];
+};
+
+/* ---- ipcache: LPM trie, IP/prefix -> security identity (every address the node may talk to:
+ * the cluster's pod IPs, node IPs, ipBlock prefixes, and 0.0.0.0/0 + ::/0 = world). Same key
+ * shape as the tunnel map: prefixlen = 32 + the prefix length; family and pad always match. */
+struct ferry_ipcache_key {
+	__u32 prefixlen;
+	__u8 family;
+	__u8 pad[3];
+	__u8 addr[16];   /* network order, host bits zero */
+};
+
+struct ferry_ipcache_value {
+	__u32 identity;  /* FERRY_IDENTITY_* or an allocated one (>= 256) */
+	__u32 pad;
+};
+
+#define FERRY_IDENTITY_ANY 0          /* in a policy key: any peer */
+#define FERRY_IDENTITY_HOST 1         /* this node */
+#define FERRY_IDENTITY_REMOTE_NODE 2  /* other nodes */
+#define FERRY_IDENTITY_WORLD 3        /* outside the cluster */
+
+/* ---- policy: LPM trie of allow entries. Everything before port is matched exactly
+ * (prefixlen >= 80); the port is matched on its first (prefixlen - 80) bits, so a port range
+ * is a handful of prefixes, never one entry per port. proto 0 = any protocol (then prefixlen
+ * is 80: any port). A flow is judged per local endpoint and direction with up to four lookups:
+ * (peer, proto, port), (peer, any), (any peer, proto, port), (any peer, any). An isolated
+ * direction has only its allow entries; a direction that is not isolated has the entry
+ * (any peer, any proto). An endpoint with no entry in a direction denies it (fail-closed). */
+#define FERRY_POLICY_KEY_EXACT_BITS 80
+
+struct ferry_policy_key {
+	__u32 prefixlen;    /* 80 + port prefix length (0-16) */
+	__u32 endpoint_id;  /* host order */
+	__u32 identity;     /* the peer's identity (host order); FERRY_IDENTITY_ANY = any peer */
+	__u8 direction;     /* FERRY_DIR_INGRESS / FERRY_DIR_EGRESS */
+	__u8 proto;         /* IPPROTO_*, 0 = any */
+	__be16 dport;       /* destination port, network order, bits past the prefix zero */
+};
+
+#define FERRY_DIR_INGRESS 1  /* to the endpoint: the peer is the source */
+#define FERRY_DIR_EGRESS 2   /* from the endpoint: the peer is the destination */
+
+struct ferry_policy_value {
+	__u32 flags;  /* reserved, 0 */
+	__u32 pad;
 };
 
 /* ---- conntrack: LRU hash, one entry per flow keyed by the tuple of its first packet ---- */
@@ -108,8 +163,9 @@ struct ferry_ct_value {
 	__u8 state;            /* enum ferry_ct_state */
 	__u8 tcp_flags_fwd;    /* OR of TCP flags seen in the original direction */
 	__u8 tcp_flags_rev;    /* OR of TCP flags seen in the reply direction */
-	__u8 flags;            /* reserved for verdict caching (policy, service) */
-	__u32 pad;
+	__u8 flags;            /* reserved (service) */
+	__u32 policy_rev;      /* ferry_config.policy_rev under which the flow was last judged
+				* allowed (0 = never): a mismatch re-judges it on its next packet */
 };
 
 /* Timeouts (seconds), as Cilium's defaults. */
@@ -170,7 +226,8 @@ struct ferry_drop_event {
 	__u8 proto;
 	__be16 sport;
 	__be16 dport;
-	__u8 pad[2];
+	__u8 direction;     /* FERRY_DROP_POLICY: FERRY_DIR_* of the denying policy, else 0 */
+	__u8 pad;
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u32 pkt_len;
@@ -196,7 +253,11 @@ static_assert(sizeof(struct ferry_counter_value) == 16);
 static_assert(sizeof(struct ferry_drop_event) == 72);
 static_assert(sizeof(struct ferry_tunnel_key) == 24);
 static_assert(sizeof(struct ferry_tunnel_value) == 24);
-static_assert(sizeof(struct ferry_config) == 16);
+static_assert(sizeof(struct ferry_config) == 28);
+static_assert(sizeof(struct ferry_ipcache_key) == 24);
+static_assert(sizeof(struct ferry_ipcache_value) == 8);
+static_assert(sizeof(struct ferry_policy_key) == 16);
+static_assert(sizeof(struct ferry_policy_value) == 8);
 #else
 _Static_assert(sizeof(struct ferry_endpoint_key) == 20, "endpoint key layout");
 _Static_assert(sizeof(struct ferry_endpoint_value) == 24, "endpoint value layout");
@@ -206,7 +267,11 @@ _Static_assert(sizeof(struct ferry_counter_value) == 16, "counter layout");
 _Static_assert(sizeof(struct ferry_drop_event) == 72, "event layout");
 _Static_assert(sizeof(struct ferry_tunnel_key) == 24, "tunnel key layout");
 _Static_assert(sizeof(struct ferry_tunnel_value) == 24, "tunnel value layout");
-_Static_assert(sizeof(struct ferry_config) == 16, "config layout");
+_Static_assert(sizeof(struct ferry_config) == 28, "config layout");
+_Static_assert(sizeof(struct ferry_ipcache_key) == 24, "ipcache key layout");
+_Static_assert(sizeof(struct ferry_ipcache_value) == 8, "ipcache value layout");
+_Static_assert(sizeof(struct ferry_policy_key) == 16, "policy key layout");
+_Static_assert(sizeof(struct ferry_policy_value) == 8, "policy value layout");
 #endif
 
 #endif /* FERRY_BPF_ABI_H */
