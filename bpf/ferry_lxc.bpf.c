@@ -3,14 +3,16 @@
  *   ferry_from_pod      tc ingress of the veth (packets the pod sends)
  *   ferry_to_pod        tc egress of the veth (packets the bridge/host stack sends to the pod)
  *   ferry_from_overlay  tc ingress of ferry_vxlan (decapsulated packets from other nodes)
- * The decisions are here; the mechanics are in lib/ (parse, conntrack, endpoints, overlay,
- * counters).
+ * The decisions are here; the mechanics are in lib/ (parse, conntrack, policy, endpoints,
+ * overlay, config, counters).
  * Every drop is a negative reason code that ferry_finish() counts and reports. See README.md. */
 #include "lib/common.h"
 #include "lib/parse.h"
 #include "lib/counters.h"
 #include "lib/endpoints.h"
 #include "lib/conntrack.h"
+#include "lib/config.h"
+#include "lib/policy.h"
 #include "lib/overlay.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -27,6 +29,25 @@ static __always_inline int ferry_check_source(struct ferry_pkt *pkt)
 		return FERRY_DROP(pkt, FERRY_SRC_LXC, FERRY_DROP_SPOOFED);
 	pkt->endpoint_id = src->endpoint_id;
 	return 0;
+}
+
+/* Conntrack and policy, the same in every hook: look the flow up, judge it when it is new or the
+ * policy changed since it was judged (lib/policy.h: both local ends, also the destination that
+ * a redirect reaches without its to-pod), and create the entry of an allowed new flow. Returns
+ * an enum ferry_ct_result or a negative drop. `src_endpoint`: the sending local pod, 0 if none. */
+static __always_inline int ferry_track(struct ferry_pkt *pkt, const struct ferry_config *cfg, __u32 src_endpoint)
+{
+	struct ferry_ct_value *ct;
+	__u32 rev;
+	int res, ret;
+
+	res = ferry_ct_lookup(pkt, &ct);
+	ret = ferry_policy_enforce(pkt, cfg, ct, res, &rev);
+	if (ret < 0)
+		return ret;
+	if (res == FERRY_CT_RES_NEW)
+		return ferry_ct_create(pkt, src_endpoint, rev);
+	return res;
 }
 
 static __always_inline int ferry_handle_from_pod(struct __sk_buff *skb, struct ferry_pkt *pkt)
@@ -53,18 +74,15 @@ static __always_inline int ferry_handle_from_pod(struct __sk_buff *skb, struct f
 	 * conntrack, so that the flow's entry is keyed by the translated tuple and the chosen
 	 * backend is cached in the entry (ct flags / a service entry). */
 
-	ret = ferry_ct_process(pkt, pkt->endpoint_id);
+	/* Policy: egress of this pod and, for a local destination, its ingress (the redirect
+	 * below bypasses the destination's to-pod). */
+	cfg = ferry_node_config();
+	ret = ferry_track(pkt, cfg, pkt->endpoint_id);
 	if (ret < 0)
 		return ret;
 
-	/* SEAM (issue 5, policy): egress policy of the sending endpoint runs here for
-	 * ret == FERRY_CT_RES_NEW only; its verdict is stored in the ct entry's flags so that
-	 * ESTABLISHED/REPLY packets skip it. Nothing is stored in ct flags yet. */
-
 	dst = ferry_endpoint_lookup(pkt->tuple.family, pkt->tuple.daddr);
 	if (dst && (dst->flags & FERRY_EP_F_PROGRAMMED)) {
-		/* SEAM (issue 5, policy): the destination's ingress policy must run here too,
-		 * because the redirect below bypasses the destination's ferry_to_pod. */
 		ret = ferry_deliver_local(skb, pkt, dst);
 		if (ret < 0)
 			return ret;
@@ -73,19 +91,15 @@ static __always_inline int ferry_handle_from_pod(struct __sk_buff *skb, struct f
 	}
 	/* A pod of another node (its pod CIDR in the tunnel map, overlay on): straight to the
 	 * overlay device, which encapsulates to that node. Only traffic that is not local pays
-	 * the two lookups. The remote node's from-overlay runs the destination's ingress policy
-	 * (SEAM there). */
-	if (!dst) {
-		cfg = ferry_overlay_config();
-		if (cfg) {
-			tun = ferry_tunnel_lookup(pkt->tuple.family, pkt->tuple.daddr);
-			if (tun) {
-				ret = ferry_send_tunnel(skb, pkt, cfg, tun);
-				if (ret < 0)
-					return ret;
-				ferry_count(FERRY_CTR_REDIRECT_TUNNEL, pkt->len);
+	 * the tunnel lookup. The remote node's from-overlay judges the destination's ingress. */
+	if (!dst && ferry_overlay_on(cfg)) {
+		tun = ferry_tunnel_lookup(pkt->tuple.family, pkt->tuple.daddr);
+		if (tun) {
+			ret = ferry_send_tunnel(skb, pkt, cfg, tun);
+			if (ret < 0)
 				return ret;
-			}
+			ferry_count(FERRY_CTR_REDIRECT_TUNNEL, pkt->len);
+			return ret;
 		}
 	}
 	/* Not local, or a local endpoint the agent has not finished programming (it sets
@@ -109,13 +123,12 @@ static __always_inline int ferry_handle_to_pod(struct __sk_buff *skb, struct fer
 	}
 
 	/* The sender is not a local pod we deliver for (local pod-to-pod is redirected by
-	 * from-pod), so a flow created here has src_endpoint 0. */
-	ret = ferry_ct_process(pkt, 0);
+	 * from-pod), so a flow created here has src_endpoint 0. Policy: a new flow is judged by
+	 * this pod's ingress; a known one after a policy change by both local ends of its
+	 * original tuple (a reply reaching us belongs to a flow this pod opened). */
+	ret = ferry_track(pkt, ferry_node_config(), 0);
 	if (ret < 0)
 		return ret;
-
-	/* SEAM (issue 5, policy): ingress policy of this endpoint for ret == FERRY_CT_RES_NEW,
-	 * verdict cached in the ct entry's flags. */
 	return TC_ACT_OK;
 }
 
@@ -146,14 +159,12 @@ static __always_inline int ferry_handle_from_overlay(struct __sk_buff *skb, stru
 	pkt->endpoint_id = dst->endpoint_id;
 
 	/* The sender is a pod of another node, not a local endpoint: src_endpoint 0, as in
-	 * to-pod. */
-	ret = ferry_ct_process(pkt, 0);
+	 * to-pod. Policy: the destination's ingress, as in to-pod and in from-pod's local
+	 * redirect (the redirect below bypasses the destination's to-pod). */
+	ret = ferry_track(pkt, ferry_node_config(), 0);
 	if (ret < 0)
 		return ret;
 
-	/* SEAM (issue 5, policy): the destination's ingress policy runs here for
-	 * ret == FERRY_CT_RES_NEW (verdict cached in the ct entry's flags), as in to-pod and in
-	 * from-pod's local redirect: the redirect below bypasses the destination's ferry_to_pod. */
 	ret = ferry_deliver_local(skb, pkt, dst);
 	if (ret < 0)
 		return ret;

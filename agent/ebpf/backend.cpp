@@ -5,8 +5,10 @@
 //                         or loaded, pinned and swapped into every endpoint's filter)
 //   installed_endpoints() ferry_ep_v1 grouped by endpoint id + a tc query per side
 //   program_endpoint()    entries (unflagged) -> clsact + filters -> FERRY_EP_F_PROGRAMMED
-//   program_overlay()     from-overlay on the VXLAN device's ingress -> ferry_cfg_v1 -> the
-//                         ferry_tun_v1 diff (only what differs is written)
+//   program_overlay()     from-overlay on the VXLAN device's ingress -> ferry_cfg_v2 (overlay
+//                         part) -> the ferry_tun_v1 diff (only what differs is written)
+//   program_policy()      ferry_ipc_v1/ferry_pol_v1 diff (policy_maps.cpp) -> ferry_cfg_v2
+//                         policy flag + revision bump
 //   maintain()            conntrack GC that never removes an entry traffic just refreshed
 #include <dirent.h>
 #include <net/if.h>
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include <cstdarg>
+#include <cstddef>
 #include <cstdio>
 #include <optional>
 #include <set>
@@ -87,9 +90,11 @@ class EbpfDataplane final : public dataplane::Dataplane {
     if (!open_current()) {
       load_and_pin();
       if (!open_current()) throw EbpfError("eBPF backend: pins under " + cfg_.bpffs_root + " vanished after loading");
+      migrate_config_v1();
       replace_outdated_programs();
       unpin_old_programs();
     }
+    migrate_config_v1();  // normally done above; here for a start that died right after loading
     index_valid_ = false;
     started_ = true;
   }
@@ -185,6 +190,11 @@ class EbpfDataplane final : public dataplane::Dataplane {
       if (std::find(ips.begin(), ips.end(), ip) == ips.end()) ips.push_back(ip);
     for (const net::Ip& ip : ips) delete_endpoint_ip(ip, have.endpoint_id, what);
     index_.erase(have.endpoint_id);
+    // Its policy entries go too; flows judged with them are judged again (its IPs may be reused).
+    if (uint64_t n = policy_.remove_endpoint(have.endpoint_id)) {
+      writes_ += n;
+      bump_policy_revision();
+    }
     // The filters go too, unless the interface now belongs to another endpoint.
     if (have.host_ifindex > 0 && !ifindex_in_use(have.host_ifindex)) {
       for (bpf_tc_attach_point side : {BPF_TC_INGRESS, BPF_TC_EGRESS})
@@ -198,8 +208,12 @@ class EbpfDataplane final : public dataplane::Dataplane {
     const int old_ifindex = static_cast<int>(have.overlay_ifindex);
     if (want.device.empty()) {
       // No overlay: the direct path goes off first (from-pod stops redirecting), then the
-      // delivery program and the tunnel entries.
-      if (!same_bytes(have, ferry_config{})) write_config(ferry_config{}, "overlay removal");
+      // delivery program and the tunnel entries. The policy part of the config stays.
+      ferry_config off = have;
+      off.overlay_ifindex = 0;
+      std::fill(std::begin(off.vtep_mac), std::end(off.vtep_mac), 0);
+      off.flags &= ~static_cast<uint32_t>(FERRY_CFG_F_OVERLAY);
+      if (!same_bytes(have, off)) write_config(off, "overlay removal");
       if (old_ifindex > 0) detach_overlay(old_ifindex);
       sync_tunnels({}, "overlay removal");
       return;
@@ -221,10 +235,10 @@ class EbpfDataplane final : public dataplane::Dataplane {
     attach_overlay(ifindex, what);
     if (old_ifindex > 0 && old_ifindex != ifindex) detach_overlay(old_ifindex);  // device replaced
     // 2. The direct path's switch and addresses (harmless before the entries: a miss passes).
-    ferry_config cfg{};
+    ferry_config cfg = have;  // the policy part stays
     cfg.overlay_ifindex = static_cast<uint32_t>(ifindex);
     std::copy(want.local_vtep_mac.begin(), want.local_vtep_mac.end(), cfg.vtep_mac);
-    cfg.flags = FERRY_CFG_F_OVERLAY;
+    cfg.flags |= FERRY_CFG_F_OVERLAY;
     if (!same_bytes(have, cfg)) write_config(cfg, what);
     // 3. Remote pod CIDRs: only the differences.
     sync_tunnels(want.routes, what);
@@ -235,12 +249,33 @@ class EbpfDataplane final : public dataplane::Dataplane {
     collect_conntrack_garbage();
   }
 
-  // TODO(issue 5): being written; until then policy is not enforced in this mode.
-  void program_policy(const dataplane::PolicySet&) override {}
+  void program_policy(const dataplane::PolicySet& want) override {
+    require_started();
+    ensure_index();
+    std::vector<uint32_t> local;
+    for (const auto& [id, ips] : index_) local.push_back(id);
+    ferry_config cfg = read_config();
+    if (!want.enforce && (cfg.flags & FERRY_CFG_F_POLICY)) {
+      // Off: the datapath stops judging first, then the entries go.
+      cfg.flags &= ~static_cast<uint32_t>(FERRY_CFG_F_POLICY);
+      write_config(cfg, "policy off");
+    }
+    const uint64_t written = policy_.sync(want, local);
+    writes_ += written;
+    if (!want.enforce) return;
+    // On: the switch and the new revision after the entries, so every flow (also one judged
+    // while the maps were half written) is judged again against the final state.
+    const bool switched_on = !(cfg.flags & FERRY_CFG_F_POLICY);
+    if (written == 0 && !switched_on) return;
+    cfg.flags |= FERRY_CFG_F_POLICY;
+    cfg.policy_rev = next_revision(cfg.policy_rev);
+    write_config(cfg, "policy revision " + std::to_string(cfg.policy_rev));
+  }
 
   void cleanup_all() override {
     // Filters first (they hold the programs), on every interface of this netns: pod veths
-    // and the overlay device. Then every pin (maps ferry_tun_v1/ferry_cfg_v1 included).
+    // and the overlay device. Then every pin (maps of every layout, a leftover ferry_cfg_v1
+    // included).
     if (struct if_nameindex* ifs = ::if_nameindex()) {
       for (struct if_nameindex* i = ifs; i->if_index != 0; ++i) {
         for (bpf_tc_attach_point side : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
@@ -280,7 +315,7 @@ class EbpfDataplane final : public dataplane::Dataplane {
     s.counters = detail::read_counters(ctr_.get());
     // Agent-side: conntrack entries removed by maintain() since start.
     s.counters.push_back({"ct_gc_deleted", false, gc_deleted_, 0});
-    s.maps = detail::read_map_fill(ep_.get(), ct_.get(), tun_.get());
+    s.maps = detail::read_map_fill({ep_.get(), ct_.get(), tun_.get(), ipc_.get(), pol_.get()});
     s.kernel_writes = writes_;
     return s;
   }
@@ -315,10 +350,12 @@ class EbpfDataplane final : public dataplane::Dataplane {
     Fd ev = detail::open_pinned(root_path(FERRY_MAP_EVENTS));
     Fd tun = detail::open_pinned(root_path(FERRY_MAP_TUNNELS));
     Fd cfg = detail::open_pinned(root_path(FERRY_MAP_CONFIG));
+    Fd ipc = detail::open_pinned(root_path(FERRY_MAP_IPCACHE));
+    Fd pol = detail::open_pinned(root_path(FERRY_MAP_POLICY));
     Fd from = detail::open_pinned(root_path(kFromPodPin + hash_));
     Fd to = detail::open_pinned(root_path(kToPodPin + hash_));
     Fd overlay = detail::open_pinned(root_path(kFromOverlayPin + hash_));
-    for (const Fd* fd : {&ep, &ct, &ctr, &ev, &tun, &cfg, &from, &to, &overlay})
+    for (const Fd* fd : {&ep, &ct, &ctr, &ev, &tun, &cfg, &ipc, &pol, &from, &to, &overlay})
       if (!fd->valid()) return false;
     ep_ = std::move(ep);
     ct_ = std::move(ct);
@@ -326,6 +363,9 @@ class EbpfDataplane final : public dataplane::Dataplane {
     ev_ = std::move(ev);
     tun_ = std::move(tun);
     cfg_map_ = std::move(cfg);
+    ipc_ = std::move(ipc);
+    pol_ = std::move(pol);
+    policy_.attach(ipc_.get(), pol_.get());
     from_pod_ = std::move(from);
     to_pod_ = std::move(to);
     from_overlay_ = std::move(overlay);
@@ -336,7 +376,9 @@ class EbpfDataplane final : public dataplane::Dataplane {
   }
 
   void close_all() {
-    for (Fd* fd : {&ep_, &ct_, &ctr_, &ev_, &tun_, &cfg_map_, &from_pod_, &to_pod_, &from_overlay_}) fd->reset();
+    for (Fd* fd : {&ep_, &ct_, &ctr_, &ev_, &tun_, &cfg_map_, &ipc_, &pol_, &from_pod_, &to_pod_, &from_overlay_})
+      fd->reset();
+    policy_.attach(-1, -1);
     from_pod_id_ = to_pod_id_ = from_overlay_id_ = 0;
   }
 
@@ -406,7 +448,7 @@ class EbpfDataplane final : public dataplane::Dataplane {
         ++replaced;
       }
     }
-    // The overlay device (recorded in ferry_cfg_v1 by program_overlay) likewise.
+    // The overlay device (recorded in ferry_cfg_v2 by program_overlay) likewise.
     int overlay = static_cast<int>(read_config().overlay_ifindex);
     uint32_t running = overlay > 0 ? detail::tc_filter_prog(overlay, BPF_TC_INGRESS) : 0;
     if (running != 0 && running != from_overlay_id_ && detail::prog_info_by_id(running).name.rfind("ferry_", 0) == 0) {
@@ -499,6 +541,42 @@ class EbpfDataplane final : public dataplane::Dataplane {
       throw EbpfError("failed to write " + std::string(FERRY_MAP_CONFIG) + " for " + what + ": " +
                       detail::errstr(errno));
     ++writes_;
+  }
+
+  // ---- policy ----
+
+  // Revisions are never 0: a ct entry created while policy was off records 0 ("never judged").
+  static uint32_t next_revision(uint32_t rev) { return rev + 1 == 0 ? 1 : rev + 1; }
+
+  void bump_policy_revision() {
+    ferry_config cfg = read_config();
+    if (!(cfg.flags & FERRY_CFG_F_POLICY)) return;  // nothing is judged: no revision to keep
+    cfg.policy_rev = next_revision(cfg.policy_rev);
+    write_config(cfg, "policy revision " + std::to_string(cfg.policy_rev));
+  }
+
+  // The config of a build before policy (ferry_cfg_v1, the first 16 bytes of ferry_config): its
+  // overlay settings move into ferry_cfg_v2 (unless that is written already), the pin goes.
+  void migrate_config_v1() {
+    const std::string path = root_path(FERRY_MAP_CONFIG_V1);
+    Fd old = detail::open_pinned(path);
+    if (!old.valid()) return;
+    constexpr size_t kV1Size = offsetof(ferry_config, policy_rev);
+    const detail::MapInfo info = detail::map_info(old.get());
+    if (info.max_entries == 1 && info.value_size == kV1Size && read_config().overlay_ifindex == 0) {
+      std::array<uint8_t, kV1Size> value{};
+      uint32_t zero = 0;
+      if (bpf_map_lookup_elem(old.get(), &zero, value.data()) == 0) {
+        ferry_config cfg = read_config();
+        std::memcpy(&cfg, value.data(), kV1Size);
+        if (!same_bytes(cfg, read_config())) write_config(cfg, "migration from " + std::string(FERRY_MAP_CONFIG_V1));
+      }
+    }
+    old.reset();
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      throw EbpfError("failed to unpin " + path + ": " + detail::errstr(errno));
+    ++writes_;
+    spdlog::info("ebpf: migrated and unpinned {}", FERRY_MAP_CONFIG_V1);
   }
 
   void attach_overlay(int ifindex, const std::string& what) {
@@ -635,7 +713,8 @@ class EbpfDataplane final : public dataplane::Dataplane {
   EbpfConfig cfg_;
   std::string hash_;
   bool started_ = false;
-  Fd ep_, ct_, ctr_, ev_, tun_, cfg_map_, from_pod_, to_pod_, from_overlay_;
+  Fd ep_, ct_, ctr_, ev_, tun_, cfg_map_, ipc_, pol_, from_pod_, to_pod_, from_overlay_;
+  detail::PolicyMapSync policy_;
   uint32_t from_pod_id_ = 0, to_pod_id_ = 0, from_overlay_id_ = 0;
   uint64_t writes_ = 0;
   uint64_t gc_deleted_ = 0;

@@ -3,7 +3,8 @@
 //
 // Layout in bpffs (one root per node, e.g. /sys/fs/bpf/ferry/<node>/):
 //   ferry_ep_v1, ferry_ct_v1, ferry_ctr_v1, ferry_ev_v1   maps, pinned by name (see bpf abi.h)
-//   ferry_tun_v1, ferry_cfg_v1                            overlay maps (remote pod CIDRs, node config)
+//   ferry_tun_v1, ferry_cfg_v2                            overlay (remote pod CIDRs), node config
+//   ferry_ipc_v1, ferry_pol_v1                            policy: ipcache, per-endpoint allow entries
 //   prog_from_pod_<hash>, prog_to_pod_<hash>,             programs of the build whose embedded
 //   prog_from_overlay_<hash>                              BPF object hashes to <hash>
 // Maps and programs outlive the agent: tc keeps running the pinned programs while the agent is
@@ -58,8 +59,16 @@ struct EbpfConfig {
 // thread, inside the node's netns. installed_endpoints() lists endpoints by id, each one's
 // IPs IPv4 first, then by address bytes (the registry's order), so a round trip compares equal.
 // program_overlay() attaches ferry_from_overlay to tc ingress of the overlay device (same
-// handle/priority as the pods' filters; replaced in place on upgrade), writes ferry_cfg_v1 and
-// only the differing ferry_tun_v1 entries; an empty device detaches it and clears both maps.
+// handle/priority as the pods' filters; replaced in place on upgrade), writes the overlay part of
+// ferry_cfg_v2 and only the differing ferry_tun_v1 entries; an empty device detaches it, clears
+// the tunnels and the overlay part of the config.
+// program_policy() writes only the differing ferry_ipc_v1/ferry_pol_v1 entries (it reads the
+// maps back once after start, then trusts its own writes), additions before removals; every
+// endpoint of ferry_ep_v1 that the set does not name gets the not-isolated entries; then it sets
+// FERRY_CFG_F_POLICY from set.enforce and bumps ferry_config.policy_rev when anything changed, so
+// the datapath re-judges every flow at its next packet. remove_endpoint() deletes the endpoint's
+// policy entries too. start() migrates a leftover ferry_cfg_v1 (the layout before policy) into
+// ferry_cfg_v2 and unpins it.
 // Stats::kernel_writes counts bpffs mounts/pins/unpins, program loads, tc hook creations,
 // attaches/detaches and map updates/deletes (conntrack GC deletions included); Stats::counters
 // holds the datapath's counters plus "ct_gc_deleted" (entries maintain() removed).
@@ -94,6 +103,7 @@ std::string ct_state_name(uint8_t state);    // "new", "established", "closing"
 std::string protocol_name(uint8_t proto);    // "tcp", "udp", "icmp", "icmpv6", "sctp", "<n>"
 std::string hook_name(uint8_t hook);         // "from-pod", "to-pod", "from-overlay"
 std::string source_file_name(uint8_t file);  // "bpf/ferry_lxc.bpf.c", ...
+std::string direction_name(uint8_t dir);     // "ingress", "egress"; "" for 0
 // "10.0.0.1:80", "[fd00::1]:80"; ports left out for protocols without ports.
 std::string endpoint_str(const net::Ip& ip, uint16_t port, uint8_t proto);
 
@@ -136,10 +146,29 @@ struct DropEvent {  // one ferry_drop_event, decoded
   net::Ip src, dst;
   uint16_t sport = 0, dport = 0;  // host order
   uint32_t pkt_len = 0;
+  uint8_t direction = 0;  // policy drops: FERRY_DIR_INGRESS / _EGRESS of endpoint_id, else 0
   std::string source;  // "bpf/ferry_lxc.bpf.c:123"
 };
 // Decodes a raw ring-buffer record; nullopt when it is too short or not a drop event.
 std::optional<DropEvent> decode_drop_event(const void* data, size_t size);
+
+// One ferry_pol_v1 entry: endpoint endpoint_id allows `direction` traffic with peer identity
+// `peer` (0 = any), protocol `proto` (0 = any, then every port), destination ports
+// port_first..port_last (the key's port prefix of length port_prefix_len).
+struct PolicyMapEntry {
+  uint32_t endpoint_id = 0;
+  uint8_t direction = 0;  // FERRY_DIR_*
+  uint32_t peer = 0;
+  uint8_t proto = 0;
+  uint16_t port_first = 0, port_last = 65535;
+  int port_prefix_len = 0;
+};
+
+// The policy switch and revision in ferry_cfg_v2.
+struct PolicyState {
+  bool enforced = false;
+  uint32_t revision = 0;
+};
 
 struct PinInfo {
   std::string name;         // file name under the root
@@ -174,9 +203,17 @@ class PinnedMaps {
   int counters_fd() const { return ctr_fd_; }
   int events_fd() const { return ev_fd_; }
   int tunnels_fd() const { return tun_fd_; }  // -1 when pinned by a build without the overlay
-  int config_fd() const { return cfg_fd_; }
+  int config_fd() const { return cfg_fd_; }   // -1 when pinned by a build before ferry_cfg_v2
+  int ipcache_fd() const { return ipc_fd_; }  // -1 when pinned by a build without policy
+  int policy_fd() const { return pol_fd_; }
 
-  // The overlay the datapath runs with (ferry_cfg_v1 + ferry_tun_v1): device "" (ifindex 0) when
+  // Policy as the datapath holds it: ipcache sorted by prefix (family, bytes, length); allow
+  // entries sorted by endpoint, direction, peer, protocol, port. Empty without policy pins.
+  std::vector<dataplane::IpcacheEntry> ipcache() const;
+  std::vector<PolicyMapEntry> policy_entries() const;
+  PolicyState policy_state() const;
+
+  // The overlay the datapath runs with (ferry_cfg_v2 + ferry_tun_v1): device "" (ifindex 0) when
   // the direct path is off; routes sorted by pod CIDR, as dataplane::Overlay says.
   dataplane::Overlay overlay() const;
 
@@ -184,7 +221,7 @@ class PinnedMaps {
   PinnedMaps() = default;
   void close_all();
   std::string root_;
-  int ep_fd_ = -1, ct_fd_ = -1, ctr_fd_ = -1, ev_fd_ = -1, tun_fd_ = -1, cfg_fd_ = -1;
+  int ep_fd_ = -1, ct_fd_ = -1, ctr_fd_ = -1, ev_fd_ = -1, tun_fd_ = -1, cfg_fd_ = -1, ipc_fd_ = -1, pol_fd_ = -1;
 };
 
 // Consumes drop events from the pinned ring buffer. The ring buffer has ONE consumer position:

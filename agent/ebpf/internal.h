@@ -4,13 +4,16 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <array>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -64,6 +67,7 @@ ProgInfo prog_info_by_id(uint32_t id);  // name "" when the program is gone
 struct MapInfo {
   uint32_t id = 0;
   uint32_t max_entries = 0;
+  uint32_t value_size = 0;
   std::string name;
 };
 MapInfo map_info(int map_fd);
@@ -85,22 +89,92 @@ bool tc_ensure_clsact(int ifindex);
 // Conversions between abi structs and net types.
 net::Ip ip_from(uint8_t family, const uint8_t* addr16);
 ferry_endpoint_key endpoint_key(const net::Ip& ip);
-// ferry_tun_v1 entries: key of a pod CIDR (network form, prefixlen = 32 + length); throws
-// EbpfError on a CIDR that is not IPv4/IPv6 or has a bad length.
+// Keys of the address LPM tries (ferry_tun_v1, ferry_ipc_v1): prefixlen = 32 + the prefix length
+// (family and pad always match), the network address. Throws EbpfError "<what> <prefix>: ..." on
+// a prefix that is not IPv4/IPv6 or has a bad length.
+template <typename Key>
+Key addr_prefix_key(const net::Prefix& prefix, const char* what);
+template <typename Key>
+net::Prefix addr_prefix_of(const Key& key);
+
+// ferry_tun_v1 entries: key of a pod CIDR.
 ferry_tunnel_key tunnel_key(const net::Prefix& pod_cidr);
 ferry_tunnel_value tunnel_value(const dataplane::OverlayRoute& route);
 net::Prefix tunnel_cidr(const ferry_tunnel_key& key);
 dataplane::OverlayRoute decode_tunnel(const ferry_tunnel_key& key, const ferry_tunnel_value& value);
 uint64_t monotonic_ns();
 
+// ---- policy maps (policy_maps.cpp) ----
+
+// The ferry_pol_v1 keys of one allow entry: one per port prefix of the range
+// (policy::port_range_prefixes); proto 0 = one key of prefix length 80, any port.
+// Throws EbpfError on an empty port range.
+std::vector<ferry_policy_key> policy_keys(uint32_t endpoint_id, dataplane::Direction dir,
+                                          const dataplane::PolicyEntry& entry);
+PolicyMapEntry decode_policy_key(const ferry_policy_key& key);
+// Map contents for ferryctl (sorted); fd < 0 (not pinned) = empty.
+std::vector<dataplane::IpcacheEntry> read_ipcache(int ipc_fd);
+std::vector<PolicyMapEntry> read_policy_entries(int pol_fd);
+
+// Keeps ferry_ipc_v1 and ferry_pol_v1 equal to a PolicySet with the fewest writes. Reads the
+// kernel's content on first use after attach(), then keeps its copy current with its own writes
+// (only the agent writes these maps). Throws EbpfError; a failed write leaves the copy true to
+// the kernel (it is updated after each successful write).
+class PolicyMapSync {
+ public:
+  void attach(int ipc_fd, int pol_fd);  // new fds (start): forget the copy
+  // The maps for `set` (both empty when !set.enforce); endpoints in `local_endpoints` that
+  // `set` does not name get the not-isolated entry in both directions. Additions first, then
+  // removals. Returns the number of map writes.
+  uint64_t sync(const dataplane::PolicySet& set, const std::vector<uint32_t>& local_endpoints);
+  uint64_t remove_endpoint(uint32_t id);  // deletes its entries; returns the writes
+
+ private:
+  using IpcKey = std::array<uint8_t, sizeof(ferry_ipcache_key)>;
+  using PolKey = std::array<uint8_t, sizeof(ferry_policy_key)>;
+  void load();
+  static void update(int fd, const void* key, const void* value, const char* map, const std::string& what);
+  static void erase(int fd, const void* key, const char* map, const std::string& what);
+  int ipc_fd_ = -1, pol_fd_ = -1;
+  bool loaded_ = false;
+  std::map<IpcKey, ferry_ipcache_value> ipc_have_;
+  std::map<uint32_t, std::set<PolKey>> pol_have_;  // endpoint id -> its keys
+};
+
 // Shared by PinnedMaps and the backend.
 ConntrackEntry decode_conntrack(const ferry_ct_key& key, const ferry_ct_value& value, uint64_t now_ns);
 std::vector<dataplane::Counter> read_counters(int counters_fd);  // summed over CPUs, named
-// tunnels_fd < 0: not pinned (older pins), left out.
-std::map<std::string, dataplane::MapFill> read_map_fill(int endpoints_fd, int conntrack_fd, int tunnels_fd);
-// The overlay as ferry_cfg_v1 + ferry_tun_v1 hold it (device name resolved in the caller's
+// An optional fd < 0 (not pinned by an older build) is left out.
+struct MapFds {
+  int endpoints = -1, conntrack = -1, tunnels = -1, ipcache = -1, policy = -1;
+};
+std::map<std::string, dataplane::MapFill> read_map_fill(const MapFds& fds);
+// The overlay as ferry_cfg_v2 + ferry_tun_v1 hold it (device name resolved in the caller's
 // netns; empty device and no routes when the config is off). Either fd < 0 = not pinned.
 dataplane::Overlay read_overlay(int config_fd, int tunnels_fd);
+
+template <typename Key>
+Key addr_prefix_key(const net::Prefix& prefix, const char* what) {
+  const int family = prefix.ip.family;
+  const int bits = family == AF_INET6 ? 128 : 32;
+  if (family != AF_INET && family != AF_INET6)
+    throw EbpfError(std::string(what) + " " + prefix.str() + ": not an IPv4 or IPv6 prefix");
+  if (prefix.len < 0 || prefix.len > bits) throw EbpfError(std::string(what) + " " + prefix.str() + ": bad prefix length");
+  const net::Prefix network = prefix.network();
+  Key key{};
+  key.prefixlen = static_cast<uint32_t>(32 + network.len);
+  key.family = static_cast<uint8_t>(family);
+  std::memcpy(key.addr, network.ip.bytes.data(), static_cast<size_t>(network.ip.size()));
+  return key;
+}
+
+template <typename Key>
+net::Prefix addr_prefix_of(const Key& key) {
+  net::Prefix p;
+  p.ip = ip_from(key.family, key.addr);
+  p.len = key.prefixlen >= 32 ? static_cast<int>(key.prefixlen) - 32 : 0;
+  return p;
+}
 
 template <typename Key>
 std::vector<Key> map_keys(int fd, size_t limit) {

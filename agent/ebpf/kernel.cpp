@@ -51,7 +51,7 @@ MapInfo map_info(int map_fd) {
   uint32_t len = sizeof(info);
   if (bpf_obj_get_info_by_fd(map_fd, &info, &len) != 0)
     throw EbpfError("failed to read bpf map info: " + errstr(errno));
-  return {info.id, info.max_entries, info.name};
+  return {info.id, info.max_entries, info.value_size, info.name};
 }
 
 // Queries and "is it there?" calls fail routinely (no clsact yet, no filter): keep libbpf from

@@ -77,7 +77,17 @@ std::string source_file_name(uint8_t file) {
     case FERRY_SRC_CT: return "bpf/lib/conntrack.h";
     case FERRY_SRC_PARSE: return "bpf/lib/parse.h";
     case FERRY_SRC_OVERLAY: return "bpf/lib/overlay.h";
+    case FERRY_SRC_POLICY: return "bpf/lib/policy.h";
     default: return "file_" + std::to_string(file);
+  }
+}
+
+std::string direction_name(uint8_t dir) {
+  switch (dir) {
+    case 0: return "";
+    case FERRY_DIR_INGRESS: return "ingress";
+    case FERRY_DIR_EGRESS: return "egress";
+    default: return "direction_" + std::to_string(dir);
   }
 }
 
@@ -119,6 +129,7 @@ std::optional<DropEvent> decode_drop_event(const void* data, size_t size) {
   ev.sport = ntohs(raw.sport);
   ev.dport = ntohs(raw.dport);
   ev.pkt_len = raw.pkt_len;
+  ev.direction = raw.direction;
   ev.source = source_file_name(raw.source_file) + ":" + std::to_string(raw.source_line);
   return ev;
 }
@@ -141,20 +152,7 @@ ferry_endpoint_key endpoint_key(const net::Ip& ip) {
   return key;
 }
 
-ferry_tunnel_key tunnel_key(const net::Prefix& pod_cidr) {
-  const int family = pod_cidr.ip.family;
-  const int bits = family == AF_INET6 ? 128 : 32;
-  if (family != AF_INET && family != AF_INET6)
-    throw EbpfError("pod CIDR " + pod_cidr.str() + ": not an IPv4 or IPv6 prefix");
-  if (pod_cidr.len < 0 || pod_cidr.len > bits)
-    throw EbpfError("pod CIDR " + pod_cidr.str() + ": bad prefix length");
-  const net::Prefix network = pod_cidr.network();
-  ferry_tunnel_key key{};
-  key.prefixlen = static_cast<uint32_t>(32 + network.len);  // family + pad always match
-  key.family = static_cast<uint8_t>(family);
-  std::memcpy(key.addr, network.ip.bytes.data(), network.ip.size());
-  return key;
-}
+ferry_tunnel_key tunnel_key(const net::Prefix& pod_cidr) { return addr_prefix_key<ferry_tunnel_key>(pod_cidr, "pod CIDR"); }
 
 ferry_tunnel_value tunnel_value(const dataplane::OverlayRoute& route) {
   ferry_tunnel_value value{};
@@ -164,12 +162,7 @@ ferry_tunnel_value tunnel_value(const dataplane::OverlayRoute& route) {
   return value;
 }
 
-net::Prefix tunnel_cidr(const ferry_tunnel_key& key) {
-  net::Prefix p;
-  p.ip = ip_from(key.family, key.addr);
-  p.len = key.prefixlen >= 32 ? static_cast<int>(key.prefixlen) - 32 : 0;
-  return p;
-}
+net::Prefix tunnel_cidr(const ferry_tunnel_key& key) { return addr_prefix_of(key); }
 
 dataplane::OverlayRoute decode_tunnel(const ferry_tunnel_key& key, const ferry_tunnel_value& value) {
   dataplane::OverlayRoute r;

@@ -35,6 +35,9 @@ PinnedMaps PinnedMaps::open(const std::string& root) {
   // The overlay maps came later (issue 4): pins of an older build lack them.
   maps.tun_fd_ = detail::open_pinned(pin_path(root, FERRY_MAP_TUNNELS)).release();
   maps.cfg_fd_ = detail::open_pinned(pin_path(root, FERRY_MAP_CONFIG)).release();
+  // Policy (issue 5) likewise.
+  maps.ipc_fd_ = detail::open_pinned(pin_path(root, FERRY_MAP_IPCACHE)).release();
+  maps.pol_fd_ = detail::open_pinned(pin_path(root, FERRY_MAP_POLICY)).release();
   return maps;
 }
 
@@ -45,7 +48,9 @@ PinnedMaps::PinnedMaps(PinnedMaps&& o) noexcept
       ctr_fd_(std::exchange(o.ctr_fd_, -1)),
       ev_fd_(std::exchange(o.ev_fd_, -1)),
       tun_fd_(std::exchange(o.tun_fd_, -1)),
-      cfg_fd_(std::exchange(o.cfg_fd_, -1)) {}
+      cfg_fd_(std::exchange(o.cfg_fd_, -1)),
+      ipc_fd_(std::exchange(o.ipc_fd_, -1)),
+      pol_fd_(std::exchange(o.pol_fd_, -1)) {}
 
 PinnedMaps& PinnedMaps::operator=(PinnedMaps&& o) noexcept {
   if (this != &o) {
@@ -57,6 +62,8 @@ PinnedMaps& PinnedMaps::operator=(PinnedMaps&& o) noexcept {
     ev_fd_ = std::exchange(o.ev_fd_, -1);
     tun_fd_ = std::exchange(o.tun_fd_, -1);
     cfg_fd_ = std::exchange(o.cfg_fd_, -1);
+    ipc_fd_ = std::exchange(o.ipc_fd_, -1);
+    pol_fd_ = std::exchange(o.pol_fd_, -1);
   }
   return *this;
 }
@@ -64,7 +71,7 @@ PinnedMaps& PinnedMaps::operator=(PinnedMaps&& o) noexcept {
 PinnedMaps::~PinnedMaps() { close_all(); }
 
 void PinnedMaps::close_all() {
-  for (int* fd : {&ep_fd_, &ct_fd_, &ctr_fd_, &ev_fd_, &tun_fd_, &cfg_fd_}) {
+  for (int* fd : {&ep_fd_, &ct_fd_, &ctr_fd_, &ev_fd_, &tun_fd_, &cfg_fd_, &ipc_fd_, &pol_fd_}) {
     if (*fd >= 0) ::close(*fd);
     *fd = -1;
   }
@@ -212,17 +219,32 @@ std::vector<dataplane::Counter> detail::read_counters(int fd) {
 
 std::vector<dataplane::Counter> PinnedMaps::counters() const { return detail::read_counters(ctr_fd_); }
 
-std::map<std::string, dataplane::MapFill> detail::read_map_fill(int ep_fd, int ct_fd, int tun_fd) {
+std::map<std::string, dataplane::MapFill> detail::read_map_fill(const MapFds& fds) {
   std::map<std::string, dataplane::MapFill> out;
-  out[FERRY_MAP_ENDPOINTS] = {detail::map_keys<ferry_endpoint_key>(ep_fd).size(), detail::map_info(ep_fd).max_entries};
-  out[FERRY_MAP_CT] = {detail::map_keys<ferry_ct_key>(ct_fd).size(), detail::map_info(ct_fd).max_entries};
-  if (tun_fd >= 0)
-    out[FERRY_MAP_TUNNELS] = {detail::map_keys<ferry_tunnel_key>(tun_fd).size(), detail::map_info(tun_fd).max_entries};
+  auto fill = [&]<typename Key>(const char* name, int fd, Key) {
+    if (fd >= 0) out[name] = {detail::map_keys<Key>(fd).size(), detail::map_info(fd).max_entries};
+  };
+  fill(FERRY_MAP_ENDPOINTS, fds.endpoints, ferry_endpoint_key{});
+  fill(FERRY_MAP_CT, fds.conntrack, ferry_ct_key{});
+  fill(FERRY_MAP_TUNNELS, fds.tunnels, ferry_tunnel_key{});
+  fill(FERRY_MAP_IPCACHE, fds.ipcache, ferry_ipcache_key{});
+  fill(FERRY_MAP_POLICY, fds.policy, ferry_policy_key{});
   return out;
 }
 
 std::map<std::string, dataplane::MapFill> PinnedMaps::map_fill() const {
-  return detail::read_map_fill(ep_fd_, ct_fd_, tun_fd_);
+  return detail::read_map_fill({ep_fd_, ct_fd_, tun_fd_, ipc_fd_, pol_fd_});
+}
+
+std::vector<dataplane::IpcacheEntry> PinnedMaps::ipcache() const { return detail::read_ipcache(ipc_fd_); }
+
+std::vector<PolicyMapEntry> PinnedMaps::policy_entries() const { return detail::read_policy_entries(pol_fd_); }
+
+PolicyState PinnedMaps::policy_state() const {
+  ferry_config cfg{};
+  uint32_t zero = 0;
+  if (cfg_fd_ < 0 || bpf_map_lookup_elem(cfg_fd_, &zero, &cfg) != 0) return {};
+  return {(cfg.flags & FERRY_CFG_F_POLICY) != 0, cfg.policy_rev};
 }
 
 static bool route_less(const dataplane::OverlayRoute& a, const dataplane::OverlayRoute& b) {

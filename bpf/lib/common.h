@@ -37,7 +37,8 @@ struct ferry_pkt {
 	__u8 untracked;            /* no conntrack entry: ICMP errors/control, later fragments */
 	__u8 drop_file;            /* where a drop was decided: enum ferry_source_file */
 	__u16 drop_line;           /* ... and the __LINE__ there */
-	__u16 pad;
+	__u8 direction;            /* FERRY_DROP_POLICY: FERRY_DIR_* of the denying endpoint */
+	__u8 pad;
 };
 
 /* Records where a packet was refused and evaluates to -reason. Use as `return FERRY_DROP(...)`. */

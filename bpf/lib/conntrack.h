@@ -2,9 +2,11 @@
  *
  * One entry per flow, keyed by the tuple of the flow's first packet. A packet is looked up with
  * its own tuple (a hit = the original direction) and then with the reversed tuple (a hit = a
- * reply); a miss creates the entry. Both hooks call ferry_ct_process() once per IP packet: it is
- * the first map work on the fast path, and per-flow decisions (policy verdict, service backend)
- * will be cached in the entry's `flags` so that established flows need no further lookups.
+ * reply); a miss creates the entry once policy allowed the flow. Every hook looks up once per IP
+ * packet (ferry_ct_lookup): it is the first map work on the fast path, and per-flow decisions are
+ * cached in the entry so that established flows need no further lookups: the policy verdict as
+ * `policy_rev` (the revision it was judged under, lib/policy.h), the service backend (issue 6)
+ * in `flags`.
  *
  * States and lifetimes (seconds after last_seen_ns; the agent's GC expires entries):
  *   created by a TCP packet            NEW, FERRY_CT_TIMEOUT_TCP_SYN
@@ -30,9 +32,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_ct_v1 SEC(".maps");
 
-/* What the lookup found; the hooks branch on it (policy runs on NEW only). */
+/* What the lookup found; the hooks branch on it. */
 enum ferry_ct_result {
-	FERRY_CT_RES_NEW = 0,         /* no entry existed: one was created */
+	FERRY_CT_RES_NEW = 0,         /* no entry exists (ferry_ct_create makes it) */
 	FERRY_CT_RES_ESTABLISHED = 1, /* entry hit in the original direction */
 	FERRY_CT_RES_REPLY = 2,       /* entry hit with the reversed tuple */
 	FERRY_CT_RES_RELATED = 3,     /* untracked packet (ICMP error/control, later fragment) */
@@ -97,9 +99,12 @@ static __always_inline void ferry_ct_update_state(struct ferry_ct_value *ct, con
 	}
 }
 
-static __always_inline int ferry_ct_create(struct ferry_pkt *pkt, __u64 now, __u32 src_endpoint)
+/* Creates the entry of a new flow, judged allowed under `policy_rev` (0: policy is off, never
+ * judged). Returns FERRY_CT_RES_NEW or a negative drop reason. */
+static __always_inline int ferry_ct_create(struct ferry_pkt *pkt, __u32 src_endpoint, __u32 policy_rev)
 {
 	struct ferry_ct_value ct;
+	__u64 now = bpf_ktime_get_ns();
 	long err;
 
 	__builtin_memset(&ct, 0, sizeof(ct));
@@ -113,7 +118,8 @@ static __always_inline int ferry_ct_create(struct ferry_pkt *pkt, __u64 now, __u
 	if (pkt->tuple.proto == IPPROTO_TCP && (pkt->tcp_flags & (FERRY_TCP_FIN | FERRY_TCP_RST)))
 		ct.state = FERRY_CT_CLOSING;
 	ct.lifetime_s = ferry_ct_lifetime(pkt->tuple.proto, ct.state);
-	/* ct.flags stays 0: policy (issue 5) and service (issue 6) verdicts will be cached here */
+	ct.policy_rev = policy_rev;
+	/* ct.flags stays 0: the service verdict (issue 6) will be cached here */
 
 	err = bpf_map_update_elem(&ferry_ct_v1, &pkt->tuple, &ct, BPF_NOEXIST);
 	if (err && err != -FERRY_EEXIST) /* EEXIST: another CPU created it first, fine */
@@ -122,15 +128,17 @@ static __always_inline int ferry_ct_create(struct ferry_pkt *pkt, __u64 now, __u
 	return FERRY_CT_RES_NEW;
 }
 
-/* Looks the packet's flow up (forward, then reverse), updates or creates its entry. Returns an
- * enum ferry_ct_result or a negative drop reason. `src_endpoint` is the sending local pod's id
- * (0 when the sender is not a local pod); it is recorded only when the entry is created. */
-static __always_inline int ferry_ct_process(struct ferry_pkt *pkt, __u32 src_endpoint)
+/* Looks the packet's flow up (forward, then reverse) and updates a hit's counters and state;
+ * *entry points at the hit (NULL otherwise). Returns an enum ferry_ct_result: NEW means no
+ * entry exists, and nothing is created here (the hook judges the flow first, then calls
+ * ferry_ct_create). The entry's key is pkt->tuple for ESTABLISHED, its reverse for REPLY. */
+static __always_inline int ferry_ct_lookup(struct ferry_pkt *pkt, struct ferry_ct_value **entry)
 {
 	struct ferry_ct_value *ct;
 	struct ferry_ct_key rev;
 	__u64 now;
 
+	*entry = NULL;
 	if (pkt->untracked) {
 		ferry_count(FERRY_CTR_CT_RELATED, pkt->len);
 		return FERRY_CT_RES_RELATED;
@@ -146,6 +154,7 @@ static __always_inline int ferry_ct_process(struct ferry_pkt *pkt, __u32 src_end
 		if ((ct->tcp_flags_fwd | pkt->tcp_flags) != ct->tcp_flags_fwd)
 			ct->tcp_flags_fwd |= pkt->tcp_flags;
 		ferry_count(FERRY_CTR_CT_ESTABLISHED, pkt->len);
+		*entry = ct;
 		return FERRY_CT_RES_ESTABLISHED;
 	}
 
@@ -159,10 +168,23 @@ static __always_inline int ferry_ct_process(struct ferry_pkt *pkt, __u32 src_end
 		if ((ct->tcp_flags_rev | pkt->tcp_flags) != ct->tcp_flags_rev)
 			ct->tcp_flags_rev |= pkt->tcp_flags;
 		ferry_count(FERRY_CTR_CT_REPLY, pkt->len);
+		*entry = ct;
 		return FERRY_CT_RES_REPLY;
 	}
+	return FERRY_CT_RES_NEW;
+}
 
-	return ferry_ct_create(pkt, now, src_endpoint);
+/* Forgets the flow of this packet (policy revoked it): its next packet is a new flow again. */
+static __always_inline void ferry_ct_delete(const struct ferry_pkt *pkt, int ct_result)
+{
+	struct ferry_ct_key rev;
+
+	if (ct_result == FERRY_CT_RES_REPLY) {
+		ferry_ct_reverse(&rev, &pkt->tuple);
+		bpf_map_delete_elem(&ferry_ct_v1, &rev);
+	} else {
+		bpf_map_delete_elem(&ferry_ct_v1, &pkt->tuple);
+	}
 }
 
 #endif /* FERRY_BPF_LIB_CONNTRACK_H */

@@ -53,8 +53,8 @@ static __always_inline void ferry_emit_drop(const struct ferry_pkt *pkt, __u32 r
 	ev->proto = pkt->tuple.proto;
 	ev->sport = pkt->tuple.sport;
 	ev->dport = pkt->tuple.dport;
-	ev->pad[0] = 0;
-	ev->pad[1] = 0;
+	ev->direction = pkt->direction;
+	ev->pad = 0;
 	__builtin_memcpy(ev->saddr, pkt->tuple.saddr, sizeof(ev->saddr));
 	__builtin_memcpy(ev->daddr, pkt->tuple.daddr, sizeof(ev->daddr));
 	ev->pkt_len = pkt->len;

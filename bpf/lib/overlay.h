@@ -1,5 +1,6 @@
-/* bpf/lib/overlay.h — the direct overlay path: the node config (ferry_cfg_v1: which device is
- * the overlay, its VTEP MAC) and the tunnel map (ferry_tun_v1: remote pod CIDR -> remote VTEP).
+/* bpf/lib/overlay.h — the direct overlay path: the tunnel map (ferry_tun_v1: remote pod CIDR ->
+ * remote VTEP) and the overlay part of the node config (lib/config.h: which device is the
+ * overlay, its VTEP MAC).
  *
  * The overlay device is the node's classic VXLAN device (ferry_vxlan, not collect-metadata):
  * its FDB maps every remote VTEP MAC to that node's underlay address. So sending a pod's frame
@@ -10,6 +11,7 @@
 #define FERRY_BPF_LIB_OVERLAY_H
 
 #include "lib/common.h"
+#include "lib/config.h"
 
 /* Longest-prefix match over (family, address); keys as in abi.h. Not preallocated (LPM tries
  * never are). */
@@ -22,24 +24,11 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_tun_v1 SEC(".maps");
 
-/* One entry (key 0). All zero (the agent has not written it, or removed the overlay) = off. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct ferry_config);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ferry_cfg_v1 SEC(".maps");
-
-/* The node config when the direct overlay path is on, else NULL. */
-static __always_inline const struct ferry_config *ferry_overlay_config(void)
+/* True when the direct overlay path is on in `cfg` (ferry_node_config(); NULL = off). The
+ * agent clears the flag (or never sets it) when the node has no overlay. */
+static __always_inline int ferry_overlay_on(const struct ferry_config *cfg)
 {
-	__u32 zero = 0;
-	const struct ferry_config *cfg = bpf_map_lookup_elem(&ferry_cfg_v1, &zero);
-
-	if (!cfg || !(cfg->flags & FERRY_CFG_F_OVERLAY) || !cfg->overlay_ifindex)
-		return NULL;
-	return cfg;
+	return cfg && (cfg->flags & FERRY_CFG_F_OVERLAY) && cfg->overlay_ifindex;
 }
 
 /* The remote node whose pod CIDR holds `addr` (a 16-byte tuple address), or NULL. */

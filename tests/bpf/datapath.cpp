@@ -12,7 +12,10 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
+
+#include "policy/policy.h"
 
 namespace ferry::bpftest {
 namespace {
@@ -204,24 +207,62 @@ void DatapathTest::set_overlay(uint32_t ifindex, const MacAddr& vtep_mac, uint32
   std::memcpy(cfg.vtep_mac, vtep_mac.data(), 6);
   cfg.flags = flags;
   uint32_t zero = 0;
-  if (bpf_map_update_elem(bpf_map__fd(skel()->maps.ferry_cfg_v1), &zero, &cfg, BPF_ANY) != 0)
-    throw std::runtime_error("ferry_cfg_v1 update: " + errno_text(errno));
+  if (bpf_map_update_elem(bpf_map__fd(skel()->maps.ferry_cfg_v2), &zero, &cfg, BPF_ANY) != 0)
+    throw std::runtime_error("ferry_cfg_v2 update: " + errno_text(errno));
 }
 
 void DatapathTest::add_tunnel(const std::string& cidr, const MacAddr& vtep_mac, const Addr& node_ip) {
-  const size_t slash = cidr.find('/');
-  if (slash == std::string::npos) throw std::runtime_error("not a CIDR: " + cidr);
-  const Addr net = Addr::parse(cidr.substr(0, slash));
-  ferry_tunnel_key key{};
-  key.prefixlen = 32 + static_cast<uint32_t>(std::stoi(cidr.substr(slash + 1)));
-  key.family = net.family;
-  std::memcpy(key.addr, net.bytes.data(), net.size());
+  const auto key = lpm_addr_key<ferry_tunnel_key>(cidr);
   ferry_tunnel_value value{};
   std::memcpy(value.vtep_mac, vtep_mac.data(), 6);
   value.node_family = node_ip.family;
   std::memcpy(value.node_ip, node_ip.bytes.data(), node_ip.size());
   if (bpf_map_update_elem(bpf_map__fd(skel()->maps.ferry_tun_v1), &key, &value, BPF_ANY) != 0)
     throw std::runtime_error("ferry_tun_v1 update: " + errno_text(errno));
+}
+
+void DatapathTest::set_policy(bool enforce, uint32_t revision) {
+  const int fd = bpf_map__fd(skel()->maps.ferry_cfg_v2);
+  uint32_t zero = 0;
+  ferry_config cfg{};
+  if (bpf_map_lookup_elem(fd, &zero, &cfg) != 0) throw std::runtime_error("ferry_cfg_v2 lookup: " + errno_text(errno));
+  cfg.flags = enforce ? (cfg.flags | FERRY_CFG_F_POLICY) : (cfg.flags & ~uint32_t{FERRY_CFG_F_POLICY});
+  cfg.policy_rev = revision;
+  if (bpf_map_update_elem(fd, &zero, &cfg, BPF_ANY) != 0)
+    throw std::runtime_error("ferry_cfg_v2 update: " + errno_text(errno));
+}
+
+void DatapathTest::add_ipcache(const std::string& cidr, uint32_t identity) {
+  const auto key = lpm_addr_key<ferry_ipcache_key>(cidr);
+  ferry_ipcache_value value{};
+  value.identity = identity;
+  if (bpf_map_update_elem(bpf_map__fd(skel()->maps.ferry_ipc_v1), &key, &value, BPF_ANY) != 0)
+    throw std::runtime_error("ferry_ipc_v1 update: " + errno_text(errno));
+}
+
+void DatapathTest::allow(uint32_t endpoint_id, uint8_t dir, uint32_t peer, uint8_t proto, uint16_t first,
+                         uint16_t last) {
+  ferry_policy_key key{};
+  key.endpoint_id = endpoint_id;
+  key.identity = peer;
+  key.direction = dir;
+  key.proto = proto;
+  std::vector<policy::PortPrefix> prefixes{{0, 0}};
+  if (proto != 0) prefixes = policy::port_range_prefixes(first, last);
+  for (const policy::PortPrefix& p : prefixes) {
+    key.prefixlen = FERRY_POLICY_KEY_EXACT_BITS + static_cast<uint32_t>(proto ? p.len : 0);
+    key.dport = htons(proto ? p.port : 0);
+    const ferry_policy_value value{};
+    if (bpf_map_update_elem(bpf_map__fd(skel()->maps.ferry_pol_v1), &key, &value, BPF_ANY) != 0)
+      throw std::runtime_error("ferry_pol_v1 update: " + errno_text(errno));
+  }
+}
+
+void DatapathTest::clear_policy_entries() {
+  const int fd = bpf_map__fd(skel()->maps.ferry_pol_v1);
+  ferry_policy_key key{};
+  while (bpf_map_get_next_key(fd, nullptr, &key) == 0)
+    if (bpf_map_delete_elem(fd, &key) != 0) throw std::runtime_error("ferry_pol_v1 delete: " + errno_text(errno));
 }
 
 void DatapathTest::add_endpoint(const Pod& pod, const Addr& ip, uint32_t flags) {
@@ -236,6 +277,23 @@ void DatapathTest::add_endpoint(const Pod& pod, const Addr& ip, uint32_t flags) 
   value.flags = flags;
   if (bpf_map_update_elem(bpf_map__fd(skel()->maps.ferry_ep_v1), &key, &value, BPF_ANY) != 0)
     throw std::runtime_error("ferry_ep_v1 update: " + errno_text(errno));
+}
+
+std::string bpf_source_line(uint8_t file, uint16_t line) {
+  std::string path = FERRY_SOURCE_DIR "/bpf/";
+  switch (file) {
+    case FERRY_SRC_LXC: path += "ferry_lxc.bpf.c"; break;
+    case FERRY_SRC_CT: path += "lib/conntrack.h"; break;
+    case FERRY_SRC_PARSE: path += "lib/parse.h"; break;
+    case FERRY_SRC_OVERLAY: path += "lib/overlay.h"; break;
+    case FERRY_SRC_POLICY: path += "lib/policy.h"; break;
+    default: return "";
+  }
+  std::ifstream in(path);
+  std::string text;
+  for (uint16_t i = 0; i < line && std::getline(in, text); ++i) {
+  }
+  return text;
 }
 
 ferry_ct_key ct_key(const Addr& saddr, const Addr& daddr, uint16_t sport, uint16_t dport,

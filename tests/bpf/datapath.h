@@ -15,8 +15,10 @@
 #include <bpf/libbpf.h>
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -99,10 +101,20 @@ class DatapathTest : public ::testing::Test {
   // Runs ferry_from_overlay as tc ingress of the overlay device stand-in (overlay_ifindex_).
   RunResult from_overlay(const Bytes& frame);
 
-  // ferry_cfg_v1: the direct overlay path via `ifindex` with our VTEP MAC (flags 0 = off).
+  // ferry_cfg_v2: the direct overlay path via `ifindex` with our VTEP MAC (flags 0 = off).
   void set_overlay(uint32_t ifindex, const MacAddr& vtep_mac, uint32_t flags = FERRY_CFG_F_OVERLAY);
   // ferry_tun_v1 entry: pod CIDR ("10.244.2.0/24", "fd00:10:244:2::/64") -> remote VTEP.
   void add_tunnel(const std::string& cidr, const MacAddr& vtep_mac, const Addr& node_ip);
+
+  // ferry_cfg_v2 policy part: FERRY_CFG_F_POLICY on/off and the revision (overlay part kept).
+  void set_policy(bool enforce, uint32_t revision);
+  // ferry_ipc_v1 entry: prefix ("10.244.0.0/16", "fd00::/64", "10.244.1.5/32") -> identity.
+  void add_ipcache(const std::string& cidr, uint32_t identity);
+  // ferry_pol_v1 entries: endpoint allows `dir` (FERRY_DIR_*) traffic with `peer` (0 = any),
+  // `proto` (0 = any: ports ignored) and destination ports first..last (as port prefixes).
+  void allow(uint32_t endpoint_id, uint8_t dir, uint32_t peer, uint8_t proto, uint16_t first = 0,
+             uint16_t last = 65535);
+  void clear_policy_entries();
 
   // ferry_ep_v1 entry for `ip` of `pod`.
   void add_endpoint(const Pod& pod, const Addr& ip, uint32_t flags = FERRY_EP_F_PROGRAMMED);
@@ -128,6 +140,24 @@ class DatapathTest : public ::testing::Test {
   ring_buffer* events_ = nullptr;
   std::vector<ferry_drop_event> pending_events_;
 };
+
+// Line `line` of the BPF source file `file` (enum ferry_source_file), "" if there is none: a drop
+// event names where it was decided, and that line must be a FERRY_DROP.
+std::string bpf_source_line(uint8_t file, uint16_t line);
+
+// Key of an address LPM trie (ferry_tun_v1, ferry_ipc_v1) for a CIDR ("10.244.2.0/24",
+// "fd00::/64"): prefixlen = 32 + length, family, network address. Throws on junk.
+template <typename Key>
+Key lpm_addr_key(const std::string& cidr) {
+  const size_t slash = cidr.find('/');
+  if (slash == std::string::npos) throw std::runtime_error("not a CIDR: " + cidr);
+  const Addr net = Addr::parse(cidr.substr(0, slash));
+  Key key{};
+  key.prefixlen = 32 + static_cast<uint32_t>(std::stoi(cidr.substr(slash + 1)));
+  key.family = net.family;
+  std::memcpy(key.addr, net.bytes.data(), net.size());
+  return key;
+}
 
 // The tuple key the datapath builds for a packet.
 ferry_ct_key ct_key(const Addr& saddr, const Addr& daddr, uint16_t sport, uint16_t dport,

@@ -34,22 +34,6 @@ Family ipv6_family() {
 
 const MacAddr kRemoteMac{0x02, 0x00, 0x00, 0x00, 0x00, 0xaa};
 
-// A drop event names a line of a BPF source file; that line must be a FERRY_DROP.
-std::string source_line(uint8_t file, uint16_t line) {
-  std::string path = FERRY_SOURCE_DIR "/bpf/";
-  switch (file) {
-    case FERRY_SRC_LXC: path += "ferry_lxc.bpf.c"; break;
-    case FERRY_SRC_CT: path += "lib/conntrack.h"; break;
-    case FERRY_SRC_PARSE: path += "lib/parse.h"; break;
-    default: return "";
-  }
-  std::ifstream in(path);
-  std::string text;
-  for (uint16_t i = 0; i < line && std::getline(in, text); ++i) {
-  }
-  return text;
-}
-
 bool addr_eq(const uint8_t* field, const Addr& a) {
   return std::equal(a.bytes.begin(), a.bytes.end(), field);
 }
@@ -181,7 +165,7 @@ TEST_F(FerryLxc, TruncatedIpv4HeaderIsDroppedAndReported) {
   EXPECT_EQ(ev.pkt_len, frame.size());
   EXPECT_EQ(ev.family, 0) << "the header was not accepted, so no tuple";
   EXPECT_EQ(ev.source_file, FERRY_SRC_PARSE);
-  EXPECT_NE(source_line(ev.source_file, ev.source_line).find("FERRY_DROP"), std::string::npos)
+  EXPECT_NE(bpf_source_line(ev.source_file, ev.source_line).find("FERRY_DROP"), std::string::npos)
       << "line " << ev.source_line << " of parse.h is not a drop";
 }
 
@@ -221,7 +205,7 @@ TEST_P(FerryLxcFamily, TruncatedTcpHeaderIsDroppedWithItsAddressesInTheEvent) {
   EXPECT_TRUE(addr_eq(ev.daddr, f().remote));
   EXPECT_EQ(ev.sport, 0) << "ports were not readable";
   EXPECT_EQ(ev.source_file, FERRY_SRC_PARSE);
-  EXPECT_NE(source_line(ev.source_file, ev.source_line).find("FERRY_DROP"), std::string::npos);
+  EXPECT_NE(bpf_source_line(ev.source_file, ev.source_line).find("FERRY_DROP"), std::string::npos);
 }
 
 TEST_P(FerryLxcFamily, TruncatedTcpHeaderIsDroppedInToPodToo) {
@@ -290,7 +274,7 @@ TEST_P(FerryLxcFamily, UnknownSourceAddressIsDroppedAsSpoofed) {
   EXPECT_EQ(ntohs(ev.sport), 40000);
   EXPECT_EQ(ntohs(ev.dport), 53);
   EXPECT_EQ(ev.source_file, FERRY_SRC_LXC);
-  EXPECT_NE(source_line(ev.source_file, ev.source_line).find("FERRY_DROP_SPOOFED"),
+  EXPECT_NE(bpf_source_line(ev.source_file, ev.source_line).find("FERRY_DROP_SPOOFED"),
             std::string::npos);
 }
 

@@ -1,5 +1,5 @@
 // The direct overlay path under BPF_PROG_TEST_RUN: ferry_from_pod sending remote-pod traffic to
-// the overlay device (ferry_tun_v1 longest-prefix match, ferry_cfg_v1 switch), and
+// the overlay device (ferry_tun_v1 longest-prefix match, ferry_cfg_v2 switch), and
 // ferry_from_overlay delivering decapsulated packets to local pods. Each test: build the frame,
 // set up the maps, check the verdict, the bytes that come out, counters, conntrack and events.
 #include <arpa/inet.h>
@@ -62,23 +62,6 @@ const MacAddr kNode3Vtep{0x0e, 0xfe, 172, 18, 0, 3};
 MacAddr dst_mac(const Bytes& frame) { return {frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]}; }
 MacAddr src_mac(const Bytes& frame) { return {frame[6], frame[7], frame[8], frame[9], frame[10], frame[11]}; }
 Bytes after_macs(const Bytes& frame) { return Bytes(frame.begin() + 12, frame.end()); }
-
-// A drop event names a line of a BPF source file; that line must be a FERRY_DROP.
-std::string source_line(uint8_t file, uint16_t line) {
-  std::string path = FERRY_SOURCE_DIR "/bpf/";
-  switch (file) {
-    case FERRY_SRC_LXC: path += "ferry_lxc.bpf.c"; break;
-    case FERRY_SRC_CT: path += "lib/conntrack.h"; break;
-    case FERRY_SRC_PARSE: path += "lib/parse.h"; break;
-    case FERRY_SRC_OVERLAY: path += "lib/overlay.h"; break;
-    default: return "";
-  }
-  std::ifstream in(path);
-  std::string text;
-  for (uint16_t i = 0; i < line && std::getline(in, text); ++i) {
-  }
-  return text;
-}
 
 class FerryOverlay : public DatapathTest, public ::testing::WithParamInterface<Family> {
  protected:
@@ -292,7 +275,7 @@ TEST_P(FerryOverlay, TruncatedTunnelledPacketIsDroppedAndReportedAsFromOverlay) 
   EXPECT_EQ(events[0].hook, FERRY_HOOK_FROM_OVERLAY);
   EXPECT_EQ(events[0].ifindex, overlay_ifindex_);
   EXPECT_EQ(events[0].reason, uint32_t{FERRY_DROP_INVALID});
-  EXPECT_NE(source_line(events[0].source_file, events[0].source_line).find("FERRY_DROP"), std::string::npos);
+  EXPECT_NE(bpf_source_line(events[0].source_file, events[0].source_line).find("FERRY_DROP"), std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, FerryOverlay, ::testing::Values(ipv4_family(), ipv6_family()), family_name);

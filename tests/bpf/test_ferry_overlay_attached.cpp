@@ -170,14 +170,9 @@ class FerryOverlayAttached : public DatapathTest {
     std::memcpy(cfg.vtep_mac, n.vtep.data(), 6);
     cfg.flags = FERRY_CFG_F_OVERLAY;
     uint32_t zero = 0;
-    put(n.skel->maps.ferry_cfg_v1, &zero, &cfg);
+    put(n.skel->maps.ferry_cfg_v2, &zero, &cfg);
     for (const std::string& cidr : {other.cidr4, other.cidr6}) {
-      const size_t slash = cidr.find('/');
-      const Addr net = Addr::parse(cidr.substr(0, slash));
-      ferry_tunnel_key key{};
-      key.prefixlen = 32 + static_cast<uint32_t>(std::stoi(cidr.substr(slash + 1)));
-      key.family = net.family;
-      std::memcpy(key.addr, net.bytes.data(), net.size());
+      const auto key = lpm_addr_key<ferry_tunnel_key>(cidr);
       ferry_tunnel_value value{};
       std::memcpy(value.vtep_mac, other.vtep.data(), 6);
       value.node_family = AF_INET;

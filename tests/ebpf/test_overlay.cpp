@@ -1,5 +1,5 @@
 // The eBPF backend's overlay programming against a real kernel: a VXLAN device "fyebvx0" in the
-// node netns of TwoPodNode; program_overlay() writes ferry_cfg_v1, diffs ferry_tun_v1 (kernel
+// node netns of TwoPodNode; program_overlay() writes ferry_cfg_v2, diffs ferry_tun_v1 (kernel
 // writes counted exactly), attaches ferry_from_overlay to the device's tc ingress, survives a
 // restart without a write, swaps the program in place on upgrade, and goes away on an empty
 // overlay and on cleanup_all(). Also `ferryctl tunnels`.
@@ -174,7 +174,7 @@ TEST_F(EbpfOverlay, UpgradeSwapsTheOverlayProgramInPlace) {
 
   ebpf::EbpfConfig upgraded = node_->config();
   upgraded.program_hash_override = "fyebupgrade";
-  auto second = started(upgraded);  // start() alone: the overlay device is known from ferry_cfg_v1
+  auto second = started(upgraded);  // start() alone: the overlay device is known from ferry_cfg_v2
 
   uint32_t new_prog = pinned_prog_id("prog_from_overlay_fyebupgrade");
   ASSERT_NE(new_prog, 0u);
@@ -184,6 +184,41 @@ TEST_F(EbpfOverlay, UpgradeSwapsTheOverlayProgramInPlace) {
   uint64_t after_start = writes(*second);
   program(*second, desired());
   EXPECT_EQ(writes(*second), after_start) << "maps survived the upgrade: nothing to write";
+}
+
+// A node running a build before policy has its overlay settings in ferry_cfg_v1 (16 bytes):
+// the new build's start moves them into ferry_cfg_v2 and unpins the old map, so the direct path
+// stays on across the upgrade and the next program_overlay writes nothing.
+TEST_F(EbpfOverlay, ConfigOfTheLayoutBeforePolicyIsMigratedAndUnpinned) {
+  const std::string v1 = node_->bpffs_root() + "/" + FERRY_MAP_CONFIG_V1;
+  const std::string v2 = node_->bpffs_root() + "/" + FERRY_MAP_CONFIG;
+  {
+    auto first = started(node_->config());
+    program(*first, desired());
+  }
+  const Overlay before = installed();
+  // The old build's pins: ferry_cfg_v1 with the overlay part, no ferry_cfg_v2.
+  struct {
+    uint32_t ifindex;
+    uint8_t vtep_mac[6];
+    uint16_t pad;
+    uint32_t flags;
+  } old_cfg{static_cast<uint32_t>(ifindex_), {0x0e, 0xfe, 172, 18, 0, 1}, 0, FERRY_CFG_F_OVERLAY};
+  static_assert(sizeof(old_cfg) == 16);
+  int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "ferry_cfg_v1", 4, sizeof(old_cfg), 1, nullptr);
+  ASSERT_GE(fd, 0);
+  uint32_t zero = 0;
+  ASSERT_EQ(bpf_map_update_elem(fd, &zero, &old_cfg, BPF_ANY), 0);
+  ASSERT_EQ(bpf_obj_pin(fd, v1.c_str()), 0);
+  ::close(fd);
+  ASSERT_EQ(::unlink(v2.c_str()), 0);
+
+  auto second = started(node_->config());
+  EXPECT_NE(::access(v1.c_str(), F_OK), 0) << FERRY_MAP_CONFIG_V1 << " is still pinned";
+  EXPECT_EQ(installed(), before) << "the overlay settings moved to " << FERRY_MAP_CONFIG;
+  const uint64_t w = writes(*second);
+  program(*second, desired());
+  EXPECT_EQ(writes(*second), w);
 }
 
 TEST_F(EbpfOverlay, CleanupAllDetachesFromTheDeviceAndUnpinsTheOverlayMaps) {

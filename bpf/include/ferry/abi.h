@@ -238,6 +238,7 @@ enum ferry_source_file {
 	FERRY_SRC_CT = 2,  /* bpf/lib/conntrack.h */
 	FERRY_SRC_PARSE = 3,
 	FERRY_SRC_OVERLAY = 4, /* bpf/lib/overlay.h */
+	FERRY_SRC_POLICY = 5,  /* bpf/lib/policy.h */
 };
 
 #define FERRY_HOOK_FROM_POD 1
