@@ -1,5 +1,5 @@
-// The kernel side of the iptables datapath: runs iptables-save / iptables-restore, keeps a
-// model of each family's filter table, sets the br_netfilter sysctls.
+// The kernel side of the iptables datapath: runs iptables-save / iptables-restore and ipset,
+// keeps a model of each family's filter table and of our ipsets, sets the br_netfilter sysctls.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -38,6 +38,7 @@ class IptablesDataplane final : public dataplane::Dataplane {
     restore_[1] = resolve(config.ip6tables_restore);
     save_[0] = resolve(config.iptables_save);
     save_[1] = resolve(config.ip6tables_save);
+    ipset_ = resolve(config.ipset);
   }
 
   std::string name() const override { return "iptables"; }
@@ -59,6 +60,15 @@ class IptablesDataplane final : public dataplane::Dataplane {
       change(
           f, [&](const FilterTable& t) { return render_program(f, desired, t); },
           "program endpoint " + std::to_string(desired.endpoint_id) + " (" + desired.host_veth + ")");
+    // A new endpoint's policy chains start empty (open): fill them from the last policy now, so
+    // the endpoint is enforced when this returns and not only after the next program_policy.
+    if (policy_) {
+      const std::map<uint32_t, std::string> veths = {{desired.endpoint_id, desired.host_veth}};
+      for (Family f : families())
+        change(
+            f, [&](const FilterTable& t) { return render_policy(f, policy_->set, veths, policy_->sets, t); },
+            "program the policy of endpoint " + std::to_string(desired.endpoint_id));
+    }
   }
 
   void remove_endpoint(const Endpoint& installed) override {
@@ -73,29 +83,51 @@ class IptablesDataplane final : public dataplane::Dataplane {
     for (Family f : families()) change(f, render_orphan_gc, "remove unreferenced FERRY-FROM/TO chains");
   }
 
-  // TODO(issue 5): being written; until then policy is not enforced in this mode.
-  void program_policy(const dataplane::PolicySet&) override {}
+  // Sets first (the new rules name them), then the chains that differ, then the sets no rule
+  // names any more.
+  void program_policy(const dataplane::PolicySet& desired) override {
+    policy_.reset();  // unknown until this returns
+    const IdentitySets want = identity_sets(desired);
+    change_sets([&](const IdentitySets& have) { return render_set_update(want, have); },
+                [&](IdentitySets& have) {
+                  for (const auto& [name, set] : want) have[name] = set;
+                },
+                "create or update the policy ipsets");
+    std::map<uint32_t, std::string> veths = endpoint_veths(table(Family::kV4));
+    for (Family f : families())
+      change(
+          f, [&](const FilterTable& t) { return render_policy(f, desired, veths, want, t); },
+          "program the policy chains");
+    change_sets([&](const IdentitySets& have) { return render_set_destroy(want, have); },
+                [&](IdentitySets& have) { std::erase_if(have, [&](const auto& kv) { return !want.count(kv.first); }); },
+                "destroy unused policy ipsets");
+    policy_ = AppliedPolicy{desired, want};
+  }
 
   void cleanup_all() override {
     for (Family f : families()) {
       cache_[index(f)].reset();  // read the kernel afresh: cleanup must find everything of ours
       change(f, render_cleanup, "remove the ferry endpoint chains");
     }
+    sets_.reset();
+    policy_.reset();
+    change_sets([](const IdentitySets& have) { return render_set_destroy({}, have); },
+                [](IdentitySets& have) { have.clear(); }, "destroy the policy ipsets");
     if (config_.manage_bridge_nf_call) disable_bridge_nf_call();
     started_ = false;
   }
 
   dataplane::Stats stats() override {
     dataplane::Stats s;
-    dataplane::Counter spoofed;
-    spoofed.name = "drop_spoofed";
-    spoofed.drop = true;
+    dataplane::Counter spoofed{"drop_spoofed", true}, policy{"drop_policy", true};
     for (Family f : families()) {
-      dataplane::Counter c = drop_spoofed_counter(parse_save(save(f, /*counters=*/true)));
-      spoofed.packets += c.packets;
-      spoofed.bytes += c.bytes;
+      const FilterTable t = parse_save(save(f, /*counters=*/true));
+      for (auto [sum, c] : {std::pair{&spoofed, drop_spoofed_counter(t)}, std::pair{&policy, drop_policy_counter(t)}}) {
+        sum->packets += c.packets;
+        sum->bytes += c.bytes;
+      }
     }
-    s.counters.push_back(spoofed);
+    s.counters = {spoofed, policy};
     s.kernel_writes = kernel_writes_;
     return s;
   }
@@ -149,6 +181,39 @@ class IptablesDataplane final : public dataplane::Dataplane {
     }
   }
 
+  // Our ipsets as the kernel holds them. Without the ipset binary there can be none of ours.
+  IdentitySets& sets() {
+    if (!sets_) {
+      if (!net::find_executable(ipset_)) return sets_.emplace();
+      net::CommandResult r = net::run_command({ipset_, "save"});
+      if (r.status != 0)
+        throw DataplaneError("failed to read the ipsets: " + ipset_ + " save exited with " + std::to_string(r.status) +
+                             ": " + trimmed(r.err));
+      sets_ = parse_ipset_save(r.out);
+    }
+    return *sets_;
+  }
+
+  // change() for ipsets: one `ipset restore` of the rendered text, then `applied` updates the
+  // model. A failure re-reads the sets and retries once.
+  void change_sets(const std::function<std::string(const IdentitySets&)>& render,
+                   const std::function<void(IdentitySets&)>& applied, const std::string& what) {
+    for (int attempt = 0;; ++attempt) {
+      const std::string text = render(sets());
+      if (text.empty()) return;
+      ++kernel_writes_;
+      net::CommandResult r = net::run_command({ipset_, "-exist", "restore"}, text);
+      if (r.status == 0) {
+        applied(*sets_);
+        return;
+      }
+      sets_.reset();
+      if (attempt > 0)
+        throw DataplaneError("failed to " + what + ": " + ipset_ + " restore exited with " + std::to_string(r.status) +
+                             ": " + trimmed(r.err.empty() ? r.out : r.err) + " (is the ipset package installed?)");
+    }
+  }
+
   void enable_bridge_nf_call() {
     // The sysctls exist once br_netfilter is loaded; physdev matches need it anyway.
     if (access("/proc/sys/net/bridge", F_OK) != 0) net::run_command({resolve("modprobe"), "br_netfilter"});
@@ -178,8 +243,14 @@ class IptablesDataplane final : public dataplane::Dataplane {
   }
 
   IptablesConfig config_;
-  std::string restore_[2], save_[2];
+  std::string restore_[2], save_[2], ipset_;
   std::optional<FilterTable> cache_[2];
+  std::optional<IdentitySets> sets_;
+  struct AppliedPolicy {
+    dataplane::PolicySet set;
+    IdentitySets sets;
+  };
+  std::optional<AppliedPolicy> policy_;  // the last program_policy that succeeded
   uint64_t kernel_writes_ = 0;
   bool started_ = false;
 };

@@ -8,12 +8,24 @@
 //   FERRY-FORWARD, per endpoint (dispatch rules, comment = the endpoint's descriptor):
 //     -m physdev --physdev-in  <veth>                       -j FERRY-FROM-<hex>
 //     -m physdev --physdev-out <veth> --physdev-is-bridged  -j FERRY-TO-<hex>
+//     -d <pod ip>/32|/128 -m physdev ! --physdev-is-bridged -j FERRY-TO-<hex>  (per address)
 //   FERRY-INPUT, per endpoint:
 //     -m physdev --physdev-in  <veth>                       -j FERRY-FROM-<hex>
 //   FERRY-FROM-<hex>: traffic from the pod. Anti-spoofing: sources that are the endpoint's
-//     own addresses (and, as in the eBPF datapath, IPv6 link-local and unspecified sources)
-//     RETURN; everything else is DROPped ("ferry: drop spoofed"). Egress policy goes here.
-//   FERRY-TO-<hex>: traffic bridged to the pod. The ingress-policy seam; RETURNs for now.
+//     own addresses go (-g) to FERRY-PE-<hex>; IPv6 link-local and unspecified sources RETURN
+//     unjudged, as in the eBPF datapath; everything else is DROPped ("ferry: drop spoofed").
+//   FERRY-TO-<hex>: traffic to the pod: goes (-g) to FERRY-PI-<hex>. Bridged traffic (from
+//     another pod on the bridge) is told by its output port; traffic routed into the bridge
+//     (from the VXLAN device, i.e. other nodes, or any other routed interface) passes FORWARD
+//     with the bridge itself as output device, before the bridge picks a port, so it is told
+//     by its destination address instead; `! --physdev-is-bridged` keeps a bridged packet from
+//     matching both. Node-originated traffic (OUTPUT) does not pass FORWARD: the node (Host
+//     identity) always reaches its pods.
+//   FERRY-PE-<hex> / FERRY-PI-<hex>: the endpoint's egress / ingress NetworkPolicy (below).
+//     program_endpoint() creates them when missing and never flushes them; their content is
+//     program_policy()'s: empty (= not isolated) until the first one, afterwards a new
+//     endpoint's chains are filled from the last applied PolicySet before program_endpoint()
+//     returns.
 //
 // <hex> is 10 hex digits of a hash of the host veth name, so chain names are stable across
 // restarts and fit iptables' 28-character limit. Bridged pod-to-pod traffic reaches these
@@ -35,12 +47,34 @@
 // to date by applying every successful restore to it); when someone else changed the table
 // and a restore fails, the model is re-read and the restore retried once.
 //
+// NetworkPolicy (program_policy; DESIGN.md "Identities"):
+//   ipsets ferry-id-<identity>-4 / -6 (hash:net), one per identity and family that some allow
+//   entry names and the ipcache gives addresses in that family: the identity's own ipcache
+//   prefixes, plus, as `nomatch`, every ipcache prefix of another identity whose nearest
+//   enclosing ipcache prefix is one of its own. hash:net answers with its most specific
+//   element, so set membership is exactly "longest-prefix match in the ipcache gives this
+//   identity" (/0 is split into two /1, which hash:net can hold).
+//   A policy chain of an isolated direction:
+//     -m conntrack --ctdir REPLY -j RETURN         replies of connections allowed before
+//     (IPv6) ICMPv6 types 133-137 -j RETURN         neighbour discovery must keep working
+//     one rule per allow entry: [-p P] [-m set --match-set ferry-id-N-F src|dst]
+//                               [-m P --dport A[:B]] -j RETURN
+//     -m comment --comment "ferry: policy-deny ingress|egress" -j DROP   (the drop counter)
+//   Only the original direction of a connection is judged, on every packet, so a revoking
+//   change stops the connection at its next packet and an unrelated change does not touch it.
+//   A non-isolated direction (or an endpoint absent from the PolicySet, or enforce false) has
+//   an empty chain. Order of a change: `ipset restore` (create sets, add/del members), then
+//   the iptables restores of the changed chains only, then `ipset restore` destroying the sets
+//   no rule uses any more. State is read back from `ipset save` and iptables-save, so a second
+//   program_policy, also by a restarted agent, finds nothing to write.
+//
 // Errors: the backend throws dataplane::DataplaneError with the command and its stderr; the
 // pure functions below throw DataplaneError for endpoints they cannot render (a veth name with
 // characters iptables-restore would misread, a descriptor longer than a rule comment may be).
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -58,6 +92,7 @@ struct IptablesConfig {
   std::string ip6tables_restore = "ip6tables-restore";
   std::string iptables_save = "iptables-save";
   std::string ip6tables_save = "ip6tables-save";
+  std::string ipset = "ipset";  // needed only once a policy names a peer identity
   // iptables-restore --wait: how long to wait for the xtables lock other users (ferry-portmap,
   // ferry-bridge's ipMasq, kube-proxy) hold. iptables-nft serialises through nftables instead.
   int lock_wait_seconds = 10;
@@ -77,10 +112,16 @@ inline constexpr std::string_view kInputChain = "FERRY-INPUT";
 inline constexpr std::string_view kFromChainPrefix = "FERRY-FROM-";
 inline constexpr std::string_view kToChainPrefix = "FERRY-TO-";
 inline constexpr std::string_view kDropSpoofedComment = "ferry: drop spoofed";
+inline constexpr std::string_view kPolicyIngressChainPrefix = "FERRY-PI-";
+inline constexpr std::string_view kPolicyEgressChainPrefix = "FERRY-PE-";
+inline constexpr std::string_view kIdentitySetPrefix = "ferry-id-";
 
 std::string chain_suffix(std::string_view host_veth);  // 10 lower-case hex digits
 std::string from_chain(std::string_view host_veth);    // "FERRY-FROM-" + suffix
 std::string to_chain(std::string_view host_veth);      // "FERRY-TO-" + suffix
+// "FERRY-PI-" / "FERRY-PE-" + suffix
+std::string policy_chain(dataplane::Direction dir, std::string_view host_veth);
+bool is_policy_chain(std::string_view chain);
 // True for the chains this backend owns (and cleanup_all removes).
 bool is_our_chain(std::string_view chain);
 
@@ -131,5 +172,44 @@ std::vector<dataplane::Endpoint> endpoints_from_tables(const FilterTable& v4, co
 
 // Packets/bytes of the anti-spoofing DROP rules in one table (needs iptables-save -c).
 dataplane::Counter drop_spoofed_counter(const FilterTable& table);
+
+// ---------------------------------------------------------------------------------------
+// NetworkPolicy: ipsets and policy chains (policy_rules.cpp), pure as well.
+
+// "ferry-id-257-4" / "ferry-id-257-6": at most 21 characters (ipset allows 31).
+std::string identity_set_name(dataplane::Identity id, Family family);
+
+// One ipset of ours: member prefix (network form, as net::Prefix::str() prints it) -> nomatch.
+struct IdentitySet {
+  Family family = Family::kV4;
+  std::map<std::string, bool> members;
+  bool operator==(const IdentitySet&) const = default;
+};
+using IdentitySets = std::map<std::string, IdentitySet>;  // by set name
+
+// The sets `desired` needs (none when it does not enforce).
+IdentitySets identity_sets(const dataplane::PolicySet& desired);
+// The ferry-id-* sets in `ipset save` output; other sets are ignored.
+IdentitySets parse_ipset_save(std::string_view save_text);
+// `ipset restore` text: create the missing sets, del/add the members that differ ("" = none).
+std::string render_set_update(const IdentitySets& desired, const IdentitySets& current);
+// `ipset restore` text: destroy the sets of `current` that `desired` lacks ("" = none). Run
+// after the rules that used them are gone (the kernel refuses to destroy a set in use).
+std::string render_set_destroy(const IdentitySets& desired, const IdentitySets& current);
+
+// Endpoint ids and their host veths, from the dispatch rules' descriptors in FERRY-FORWARD.
+std::map<uint32_t, std::string> endpoint_veths(const FilterTable& current);
+// The rules of one policy chain as iptables-save prints them; empty when `policy` is null or
+// the direction is not isolated. `sets`: entries whose peer has no set in this family can
+// never match and are left out. Throws DataplaneError for a protocol it cannot render.
+std::vector<std::string> policy_chain_rules(Family family, dataplane::Direction dir,
+                                            const dataplane::EndpointPolicy* policy, const IdentitySets& sets);
+// The policy chains of the given endpoints that differ from `current`, rewritten.
+std::string render_policy(Family family, const dataplane::PolicySet& desired,
+                          const std::map<uint32_t, std::string>& endpoint_veths, const IdentitySets& sets,
+                          const FilterTable& current);
+
+// Packets/bytes of the policy-deny rules in one table (needs iptables-save -c).
+dataplane::Counter drop_policy_counter(const FilterTable& table);
 
 }  // namespace ferry::iptables

@@ -6,33 +6,20 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 
+#include "agent/iptables/internal.h"
 #include "agent/iptables/iptables.h"
 
 namespace ferry::iptables {
 
 using dataplane::DataplaneError;
 using dataplane::Endpoint;
+using detail::Script;
+using detail::with_comment;
 
-namespace {
-
-constexpr std::string_view kJumpComment = "ferry: endpoint datapath";
-constexpr std::string_view kDescriptorPrefix = "ferry: endpoint ";
-constexpr size_t kMaxCommentLength = 255;  // XT_MAX_COMMENT_LEN (256) minus the NUL
-
-std::string with_comment(std::string_view comment) { return "-m comment --comment " + net::iptables_quote(comment); }
-
-Rule make_rule(std::string chain, std::string spec) {
-  Rule r;
-  r.chain = std::move(chain);
-  r.spec = std::move(spec);
-  auto tok = net::split_iptables_save_line(r.spec);
-  for (size_t i = 0; i + 1 < tok.size(); ++i) {
-    if (tok[i] == "--comment") r.comment = tok[i + 1];
-    if (tok[i] == "-j" || tok[i] == "-g") r.target = tok[i + 1];
-  }
-  return r;
-}
+namespace detail {
 
 std::vector<std::string_view> lines_of(std::string_view text) {
   std::vector<std::string_view> lines;
@@ -47,12 +34,32 @@ std::vector<std::string_view> lines_of(std::string_view text) {
   return lines;
 }
 
+}  // namespace detail
+
+namespace {
+
+constexpr std::string_view kJumpComment = "ferry: endpoint datapath";
+constexpr std::string_view kDescriptorPrefix = "ferry: endpoint ";
+constexpr size_t kMaxCommentLength = 255;  // XT_MAX_COMMENT_LEN (256) minus the NUL
+
+Rule make_rule(std::string chain, std::string spec) {
+  Rule r;
+  r.chain = std::move(chain);
+  r.spec = std::move(spec);
+  auto tok = net::split_iptables_save_line(r.spec);
+  for (size_t i = 0; i + 1 < tok.size(); ++i) {
+    if (tok[i] == "--comment") r.comment = tok[i + 1];
+    if (tok[i] == "-j" || tok[i] == "-g") r.target = tok[i + 1];
+  }
+  return r;
+}
+
 // The lines of the *filter section(s) of save or restore text, without blank lines, comments
 // and COMMIT.
 std::vector<std::string_view> filter_lines(std::string_view text) {
   std::vector<std::string_view> out;
   bool in_filter = false;
-  for (std::string_view line : lines_of(text)) {
+  for (std::string_view line : detail::lines_of(text)) {
     if (line.starts_with("*")) {
       in_filter = line == "*filter";
       continue;
@@ -98,24 +105,35 @@ EndpointRules endpoint_rules(Family family, const Endpoint& ep) {
                          ": host veth name \"" + ep.host_veth + "\" is not a valid interface name");
   const bool v6 = family == Family::kV6;
   EndpointRules r;
+  // Goto, not jump: the policy chain's RETURN (allowed) returns to FERRY-FORWARD/INPUT, which
+  // goes on to the destination endpoint's TO chain.
+  const std::string egress = policy_chain(dataplane::Direction::Egress, ep.host_veth);
   for (const net::Ip& ip : ep.ips)
     if (is_v6(ip) == v6)
       r.from.push_back("-s " + ip.str() + (v6 ? "/128 " : "/32 ") + with_comment("ferry: endpoint address") +
-                       " -j RETURN");
+                       " -g " + egress);
   // Sources that carry no identity pass unchecked, as in the eBPF datapath: IPv6 link-local
   // (NDP, router solicitation) and the unspecified address (DAD, DHCP).
   if (v6) r.from.push_back("-s fe80::/10 " + with_comment("ferry: link-local source") + " -j RETURN");
   r.from.push_back(std::string(v6 ? "-s ::/128 " : "-s 0.0.0.0/32 ") + with_comment("ferry: unspecified source") +
                    " -j RETURN");
   r.from.push_back(with_comment(kDropSpoofedComment) + " -j DROP");
-  // Ingress policy seam: a later issue renders the endpoint's ingress rules here.
-  r.to.push_back(with_comment("ferry: ingress policy (none yet)") + " -j RETURN");
+  r.to.push_back(with_comment("ferry: ingress policy") + " -g " + policy_chain(dataplane::Direction::Ingress, ep.host_veth));
 
   const std::string comment = with_comment(endpoint_comment(ep));
   const std::string from = from_chain(ep.host_veth), to = to_chain(ep.host_veth);
   const std::string in_match = "-m physdev --physdev-in " + ep.host_veth + " ";
   r.forward_dispatch = {in_match + comment + " -j " + from,
                         "-m physdev --physdev-out " + ep.host_veth + " --physdev-is-bridged " + comment + " -j " + to};
+  // Traffic routed into the bridge (from the overlay device or any other interface, also a
+  // pod's own traffic routed via the gateway) passes FORWARD once with the bridge as output
+  // device and no bridge port known yet: only its destination address tells the endpoint.
+  // `! --physdev-is-bridged` keeps bridged packets, judged by the rule above, from being
+  // judged twice (it also matches packets br_netfilter never saw).
+  for (const net::Ip& ip : ep.ips)
+    if (is_v6(ip) == v6)
+      r.forward_dispatch.push_back("-d " + ip.str() + (v6 ? "/128" : "/32") + " -m physdev ! --physdev-is-bridged " +
+                                   comment + " -j " + to);
   r.input_dispatch = {in_match + comment + " -j " + from};
   return r;
 }
@@ -132,22 +150,6 @@ std::vector<std::string> sorted(std::vector<std::string> v) {
   std::sort(v.begin(), v.end());
   return v;
 }
-
-// The pieces of a restore script, emitted in an order iptables-restore accepts: chain
-// declarations, deletions, appends/inserts, chain removals.
-struct Script {
-  std::vector<std::string> declare, remove, add, drop_chains;
-  bool empty() const { return declare.empty() && remove.empty() && add.empty() && drop_chains.empty(); }
-  std::string text() const {
-    if (empty()) return "";
-    std::string t = "*filter\n";
-    for (const auto& c : declare) t += ":" + c + " - [0:0]\n";
-    for (const auto& l : remove) t += l + "\n";
-    for (const auto& l : add) t += l + "\n";
-    for (const auto& c : drop_chains) t += "-X " + c + "\n";
-    return t + "COMMIT\n";
-  }
-};
 
 // Base chains and jumps. `at_top`: the jump must be the first rule of the built-in chain
 // (start()); otherwise present once anywhere is enough (program_endpoint()).
@@ -214,7 +216,7 @@ std::string to_chain(std::string_view host_veth) { return std::string(kToChainPr
 
 bool is_our_chain(std::string_view chain) {
   return chain == kForwardChain || chain == kInputChain || chain.starts_with(kFromChainPrefix) ||
-         chain.starts_with(kToChainPrefix);
+         chain.starts_with(kToChainPrefix) || is_policy_chain(chain);
 }
 
 std::string endpoint_comment(const Endpoint& ep) {
@@ -312,72 +314,104 @@ FilterTable parse_save(std::string_view save_text) {
   return t;
 }
 
+// Only the chains the script names are taken apart (into one rule list each) and put back at
+// the end, so a script of thousands of lines costs O(lines + rules) and a small one touching a
+// table of thousands of rules is one pass with a hash lookup per rule. On an error the lines
+// before the failing one stay applied, as with the kernel's line-by-line checks.
 void apply_restore(FilterTable& t, std::string_view restore_text) {
   auto fail = [](std::string_view line, const std::string& why) {
     throw DataplaneError("restore line \"" + std::string(line) + "\" failed: " + why);
   };
-  auto last_of = [&](const std::string& chain) {  // index after the chain's last rule
-    size_t end = t.rules.size(), i = 0;
-    bool seen = false;
-    for (; i < t.rules.size(); ++i) {
-      if (t.rules[i].chain == chain) {
-        seen = true;
-        end = i + 1;
-      }
-    }
-    return seen ? end : t.rules.size();
-  };
-  for (std::string_view line : filter_lines(restore_text)) {
-    if (line.starts_with(":")) {
-      std::string chain = split_chain(line.substr(1)).first;
-      if (t.has_chain(chain))
-        std::erase_if(t.rules, [&](const Rule& r) { return r.chain == chain; });
-      else
-        t.chains.push_back(chain);
+  const std::vector<std::string_view> lines = filter_lines(restore_text);
+  std::unordered_map<std::string, std::vector<Rule>> touched;  // chain -> its rules
+  for (std::string_view line : lines)
+    touched[split_chain(line.substr(line.starts_with(":") ? 1 : std::min<size_t>(3, line.size()))).first];
+  std::unordered_set<std::string> declared(t.chains.begin(), t.chains.end());
+  std::vector<Rule> kept;  // rules of untouched chains, in order
+  std::unordered_map<std::string, int> kept_references;  // touched chain -> untouched rules naming it
+  kept.reserve(t.rules.size());
+  for (Rule& r : t.rules) {
+    auto it = touched.find(r.chain);
+    if (it != touched.end()) {
+      it->second.push_back(std::move(r));
       continue;
     }
-    if (line.size() < 3 || line[0] != '-') fail(line, "unknown command");
-    const char op = line[1];
-    auto [chain, spec] = split_chain(line.substr(3));
-    if (!t.has_chain(chain)) fail(line, "no chain " + chain);
-    switch (op) {
-      case 'A':
-        t.rules.insert(t.rules.begin() + static_cast<std::ptrdiff_t>(last_of(chain)), make_rule(chain, spec));
-        break;
-      case 'I': {
-        size_t pos = 1;
-        auto [first, after] = split_chain(spec);
-        if (auto n = number<size_t>(first)) {
-          pos = *n;
-          spec = after;
-        }
-        std::vector<size_t> at;
-        for (size_t i = 0; i < t.rules.size(); ++i)
-          if (t.rules[i].chain == chain) at.push_back(i);
-        if (pos == 0 || pos > at.size() + 1) fail(line, "index of insertion too big");
-        size_t index = pos <= at.size() ? at[pos - 1] : last_of(chain);
-        t.rules.insert(t.rules.begin() + static_cast<std::ptrdiff_t>(index), make_rule(chain, spec));
-        break;
-      }
-      case 'D': {
-        auto it = std::find_if(t.rules.begin(), t.rules.end(),
-                               [&](const Rule& r) { return r.chain == chain && r.spec == spec; });
-        if (it == t.rules.end()) fail(line, "no such rule");
-        t.rules.erase(it);
-        break;
-      }
-      case 'F':
-        std::erase_if(t.rules, [&](const Rule& r) { return r.chain == chain; });
-        break;
-      case 'X':
-        for (const Rule& r : t.rules)
-          if (r.chain == chain || r.target == chain) fail(line, "chain " + chain + " is not empty or still referenced");
-        std::erase(t.chains, chain);
-        break;
-      default:
-        fail(line, "unknown command");
-    }
+    if (touched.count(r.target)) ++kept_references[r.target];
+    kept.push_back(std::move(r));
   }
+  auto reassemble = [&] {
+    t.rules.clear();
+    size_t i = 0;
+    for (const std::string& c : t.chains) {
+      if (auto it = touched.find(c); it != touched.end()) {
+        for (Rule& r : it->second) t.rules.push_back(std::move(r));
+        it->second.clear();
+      } else {
+        for (; i < kept.size() && kept[i].chain == c; ++i) t.rules.push_back(std::move(kept[i]));
+      }
+    }
+    for (; i < kept.size(); ++i) t.rules.push_back(std::move(kept[i]));  // out of chain order: kept
+    for (auto& [c, rules] : touched)
+      for (Rule& r : rules) t.rules.push_back(std::move(r));
+  };
+  auto referenced = [&](const std::string& chain) {
+    if (kept_references.count(chain) && kept_references[chain] > 0) return true;
+    for (const auto& [c, rules] : touched)
+      for (const Rule& r : rules)
+        if (r.target == chain) return true;
+    return false;
+  };
+  try {
+    for (std::string_view line : lines) {
+      if (line.starts_with(":")) {
+        std::string chain = split_chain(line.substr(1)).first;
+        touched[chain].clear();  // declaring flushes
+        if (declared.insert(chain).second) t.chains.push_back(chain);
+        continue;
+      }
+      if (line.size() < 3 || line[0] != '-') fail(line, "unknown command");
+      const char op = line[1];
+      auto [chain, spec] = split_chain(line.substr(3));
+      if (!declared.count(chain)) fail(line, "no chain " + chain);
+      std::vector<Rule>& rules = touched[chain];
+      switch (op) {
+        case 'A':
+          rules.push_back(make_rule(chain, spec));
+          break;
+        case 'I': {
+          size_t pos = 1;
+          auto [first, after] = split_chain(spec);
+          if (auto n = number<size_t>(first)) {
+            pos = *n;
+            spec = after;
+          }
+          if (pos == 0 || pos > rules.size() + 1) fail(line, "index of insertion too big");
+          rules.insert(rules.begin() + static_cast<std::ptrdiff_t>(pos - 1), make_rule(chain, spec));
+          break;
+        }
+        case 'D': {
+          auto r = std::find_if(rules.begin(), rules.end(), [&](const Rule& x) { return x.spec == spec; });
+          if (r == rules.end()) fail(line, "no such rule");
+          rules.erase(r);
+          break;
+        }
+        case 'F':
+          rules.clear();
+          break;
+        case 'X':
+          if (!rules.empty() || referenced(chain)) fail(line, "chain " + chain + " is not empty or still referenced");
+          declared.erase(chain);
+          std::erase(t.chains, chain);
+          break;
+        default:
+          fail(line, "unknown command");
+      }
+    }
+  } catch (...) {
+    reassemble();
+    throw;
+  }
+  reassemble();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -394,6 +428,10 @@ std::string render_program(Family family, const Endpoint& ep, const FilterTable&
   const std::string from = from_chain(ep.host_veth), to = to_chain(ep.host_veth);
   Script s;
   s.declare = {from, to};  // declaring flushes just these two chains
+  // The policy chains belong to program_policy: created empty (not isolated) when missing,
+  // never flushed here, so reprogramming an endpoint keeps its policy.
+  for (dataplane::Direction d : {dataplane::Direction::Ingress, dataplane::Direction::Egress})
+    if (!current.has_chain(policy_chain(d, ep.host_veth))) s.declare.push_back(policy_chain(d, ep.host_veth));
   for (const auto& spec : want.from) s.add.push_back("-A " + from + " " + spec);
   for (const auto& spec : want.to) s.add.push_back("-A " + to + " " + spec);
   ensure_base(s, current, /*at_top=*/false);
@@ -424,7 +462,8 @@ std::string render_remove(const Endpoint& installed, const FilterTable& current)
     s.remove.push_back("-D " + r.chain + " " + r.spec);
   }
   if (!still_referenced)
-    for (const std::string& chain : {from, to})
+    for (const std::string& chain : {from, to, policy_chain(dataplane::Direction::Ingress, installed.host_veth),
+                                      policy_chain(dataplane::Direction::Egress, installed.host_veth)})
       if (current.has_chain(chain)) {
         s.declare.push_back(chain);
         s.drop_chains.push_back(chain);
@@ -449,7 +488,7 @@ std::string render_orphan_gc(const FilterTable& current) {
   for (const Rule& r : current.rules) referenced.insert(r.target);
   Script s;
   for (const std::string& chain : current.chains)
-    if (!endpoint_chain_suffix_of(chain).empty() && !referenced.count(chain)) {
+    if ((!endpoint_chain_suffix_of(chain).empty() || is_policy_chain(chain)) && !referenced.count(chain)) {
       s.declare.push_back(chain);
       s.drop_chains.push_back(chain);
     }
@@ -494,6 +533,8 @@ std::vector<Endpoint> endpoints_from_tables(const FilterTable& v4, const FilterT
         return sorted(specs_of(have));
       };
       complete = jumps_present(*t) && t->has_chain(from) && t->has_chain(to) &&
+                 t->has_chain(policy_chain(dataplane::Direction::Ingress, ep.host_veth)) &&
+                 t->has_chain(policy_chain(dataplane::Direction::Egress, ep.host_veth)) &&
                  specs_of(t->rules_of(from)) == want.from && specs_of(t->rules_of(to)) == want.to &&
                  dispatch(kForwardChain) == sorted(want.forward_dispatch) &&
                  dispatch(kInputChain) == sorted(want.input_dispatch);

@@ -3,129 +3,25 @@
 // inside the node netns. Everything lives in those namespaces and goes with them.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <fstream>
-#include <functional>
-
-#include "agent/iptables/iptables.h"
-#include "tests/support/support.h"
+#include "tests/iptables/bridge_node.h"
 
 namespace ferry::iptables {
 namespace {
 
 using dataplane::Endpoint;
 using test::sh;
-using test::sh_status;
-using test::TestNetns;
-
-struct Pod {
-  std::string netns;
-  std::string veth;  // host side, in the node netns
-  std::string v4, v6;
-};
+using testing::Pod;
+using testing::save_without_noise;
 
 const Pod kPodA{"fyipt-pa", "fyipt0a", "10.250.0.1", "fd00:fa::1"};
 const Pod kPodB{"fyipt-pb", "fyipt0b", "10.250.0.2", "fd00:fa::2"};
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!s.empty() && s.back() == '\n') s.pop_back();
-  return s;
-}
-
-// iptables-save output without its timestamp comments and chain counters.
-std::string save_without_noise(const std::string& save) {
-  std::string out;
-  size_t pos = 0;
-  while (pos < save.size()) {
-    size_t nl = save.find('\n', pos);
-    std::string line = save.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-    pos = nl == std::string::npos ? save.size() : nl + 1;
-    if (line.starts_with("#")) continue;
-    if (line.starts_with(":")) line = line.substr(0, line.find(" ["));
-    out += line + "\n";
-  }
-  return out;
-}
-
-class IptablesBackend : public ::testing::Test {
+class IptablesBackend : public testing::BridgeNode {
  protected:
-  void SetUp() override {
-    FERRY_REQUIRE_ROOT();
-    if (sh_status("command -v iptables-restore >/dev/null && command -v ip6tables-restore >/dev/null").status != 0)
-      GTEST_SKIP() << "needs iptables-restore and ip6tables-restore (Debian package iptables)";
-    host_call_iptables_ = read_file("/proc/sys/net/bridge/bridge-nf-call-iptables");
-    node_ = std::make_unique<TestNetns>("fyipt-node");
-    pod_a_ = std::make_unique<TestNetns>(kPodA.netns);
-    pod_b_ = std::make_unique<TestNetns>(kPodB.netns);
-    sh("ip -n fyipt-node link add fyiptbr0 type bridge");
-    sh("ip -n fyipt-node link set fyiptbr0 up");
-    for (const Pod* pod : {&kPodA, &kPodB}) {
-      sh("ip -n fyipt-node link add " + pod->veth + " type veth peer name eth0 netns " + pod->netns);
-      sh("ip -n fyipt-node link set " + pod->veth + " master fyiptbr0 up");
-      sh("ip -n " + pod->netns + " addr add " + pod->v4 + "/24 dev eth0");
-      sh("ip -n " + pod->netns + " addr add " + pod->v6 + "/64 dev eth0 nodad");
-      sh("ip -n " + pod->netns + " link set eth0 up");
-    }
-  }
-
-  void TearDown() override {
-    pod_a_.reset();
-    pod_b_.reset();
-    node_.reset();
-    // The node's sysctls went with its netns; the host's must never have changed.
-    if (!host_call_iptables_.empty()) {
-      EXPECT_EQ(read_file("/proc/sys/net/bridge/bridge-nf-call-iptables"), host_call_iptables_);
-    }
-  }
-
-  // Runs `fn` with this thread (and the iptables processes it starts) in the node netns.
-  void in_node(const std::function<void()>& fn) { net::in_netns(net::Netns::open(node_->path()), fn); }
-
-  Endpoint endpoint_of(uint32_t id, const Pod& pod) {
-    net::Socket node_sock = net::Socket::open_in(net::Netns::open(node_->path()));
-    net::Socket pod_sock = net::Socket::open_in(net::Netns::open("/run/netns/" + pod.netns));
-    Endpoint ep;
-    ep.endpoint_id = id;
-    ep.host_veth = pod.veth;
-    ep.host_ifindex = net::get_link(node_sock, pod.veth).index;
-    ep.pod_mac = *net::get_link(pod_sock, "eth0").mac;
-    ep.host_mac = *net::get_link(node_sock, "fyiptbr0").mac;
-    ep.ips = {*net::Ip::parse(pod.v4), *net::Ip::parse(pod.v6)};
-    return ep;
-  }
+  void SetUp() override { build("fyipt", kPodA, kPodB); }
 
   std::vector<Endpoint> desired() { return {endpoint_of(1, kPodA), endpoint_of(2, kPodB)}; }
-
-  // Positive reachability: one reply within a generous deadline (the machine is noisy).
-  bool ping(const Pod& from, const std::string& to, const std::string& source = "") {
-    std::string opts = source.empty() ? "" : " -I " + source;
-    return sh_status("ip netns exec " + from.netns + " ping -q -c 1 -w 10" + opts + " " + to + " >/dev/null 2>&1")
-               .status == 0;
-  }
-  // Negative reachability: no reply to a few requests.
-  bool ping_fails(const Pod& from, const std::string& to, const std::string& source) {
-    return sh_status("ip netns exec " + from.netns + " ping -q -c 3 -i 0.3 -W 1 -I " + source + " " + to +
-                     " >/dev/null 2>&1")
-               .status != 0;
-  }
-
-  std::string node_save(const char* tool, const char* table) {
-    return node_->exec(std::string(tool) + " -t " + table);
-  }
-
-  uint64_t drop_spoofed(dataplane::Dataplane& dp) {
-    uint64_t packets = 0;
-    in_node([&] {
-      for (const auto& c : dp.stats().counters)
-        if (c.name == "drop_spoofed") packets = c.packets;
-    });
-    return packets;
-  }
-
-  std::unique_ptr<TestNetns> node_, pod_a_, pod_b_;
-  std::string host_call_iptables_;
+  uint64_t drop_spoofed(dataplane::Dataplane& dp) { return drop_counter(dp, "drop_spoofed"); }
 };
 
 TEST_F(IptablesBackend, ProgrammedPodsTalkAndSpoofedSourcesAreDropped) {

@@ -169,14 +169,19 @@ TEST(IptablesRender, ExactRestoreTextForOneEndpoint) {
             "*filter\n"
             ":FERRY-FROM-8d04e5e1b4 - [0:0]\n"
             ":FERRY-TO-8d04e5e1b4 - [0:0]\n"
-            "-A FERRY-FROM-8d04e5e1b4 -s 10.244.1.5/32 -m comment --comment \"ferry: endpoint address\" -j RETURN\n"
+            ":FERRY-PI-8d04e5e1b4 - [0:0]\n"
+            ":FERRY-PE-8d04e5e1b4 - [0:0]\n"
+            "-A FERRY-FROM-8d04e5e1b4 -s 10.244.1.5/32 -m comment --comment \"ferry: endpoint address\" -g FERRY-PE-8d04e5e1b4\n"
             "-A FERRY-FROM-8d04e5e1b4 -s 0.0.0.0/32 -m comment --comment \"ferry: unspecified source\" -j RETURN\n"
             "-A FERRY-FROM-8d04e5e1b4 -m comment --comment \"ferry: drop spoofed\" -j DROP\n"
-            "-A FERRY-TO-8d04e5e1b4 -m comment --comment \"ferry: ingress policy (none yet)\" -j RETURN\n"
+            "-A FERRY-TO-8d04e5e1b4 -m comment --comment \"ferry: ingress policy\" -g FERRY-PI-8d04e5e1b4\n"
             "-A FERRY-FORWARD -m physdev --physdev-in ferry0a1b2c3d4e -m comment --comment \"ferry: endpoint 7 "
             "veth=ferry0a1b2c3d4e ifindex=17 pod-mac=02:00:00:00:00:07 host-mac=02:aa:bb:cc:dd:ee "
             "ips=10.244.1.5,fd00::5\" -j FERRY-FROM-8d04e5e1b4\n"
             "-A FERRY-FORWARD -m physdev --physdev-out ferry0a1b2c3d4e --physdev-is-bridged -m comment --comment "
+            "\"ferry: endpoint 7 veth=ferry0a1b2c3d4e ifindex=17 pod-mac=02:00:00:00:00:07 host-mac=02:aa:bb:cc:dd:ee "
+            "ips=10.244.1.5,fd00::5\" -j FERRY-TO-8d04e5e1b4\n"
+            "-A FERRY-FORWARD -d 10.244.1.5/32 -m physdev ! --physdev-is-bridged -m comment --comment "
             "\"ferry: endpoint 7 veth=ferry0a1b2c3d4e ifindex=17 pod-mac=02:00:00:00:00:07 host-mac=02:aa:bb:cc:dd:ee "
             "ips=10.244.1.5,fd00::5\" -j FERRY-TO-8d04e5e1b4\n"
             "-A FERRY-INPUT -m physdev --physdev-in ferry0a1b2c3d4e -m comment --comment \"ferry: endpoint 7 "
@@ -184,13 +189,30 @@ TEST(IptablesRender, ExactRestoreTextForOneEndpoint) {
             "ips=10.244.1.5,fd00::5\" -j FERRY-FROM-8d04e5e1b4\n"
             "COMMIT\n");
   const std::string v6 = render_program(Family::kV6, dual_stack(), node.v6);
-  EXPECT_NE(v6.find("-A FERRY-FROM-8d04e5e1b4 -s fd00::5/128 -m comment --comment \"ferry: endpoint address\" -j RETURN\n"
+  EXPECT_NE(v6.find("-A FERRY-FROM-8d04e5e1b4 -s fd00::5/128 -m comment --comment \"ferry: endpoint address\" -g FERRY-PE-8d04e5e1b4\n"
                     "-A FERRY-FROM-8d04e5e1b4 -s fe80::/10 -m comment --comment \"ferry: link-local source\" -j RETURN\n"
                     "-A FERRY-FROM-8d04e5e1b4 -s ::/128 -m comment --comment \"ferry: unspecified source\" -j RETURN\n"
                     "-A FERRY-FROM-8d04e5e1b4 -m comment --comment \"ferry: drop spoofed\" -j DROP\n"),
             std::string::npos)
       << v6;
   EXPECT_EQ(v6.find("10.244.1.5/32"), std::string::npos) << v6;
+  EXPECT_NE(v6.find("-A FERRY-FORWARD -d fd00::5/128 -m physdev ! --physdev-is-bridged -m comment"), std::string::npos)
+      << v6;
+}
+
+TEST(IptablesRender, TrafficRoutedIntoTheBridgeIsDispatchedByEveryPodAddress) {
+  Node node;
+  node.start();
+  node.program(v6_only());
+  std::vector<std::string> routed;
+  for (const Rule* r : node.v6.rules_of("FERRY-FORWARD"))
+    if (r->spec.starts_with("-d ")) {
+      EXPECT_EQ(r->target, to_chain(v6_only().host_veth)) << r->spec;
+      routed.push_back(r->spec.substr(0, r->spec.find(" -m comment")));
+    }
+  EXPECT_EQ(routed, (std::vector<std::string>{"-d fd00::9/128 -m physdev ! --physdev-is-bridged",
+                                              "-d fd00:1::9/128 -m physdev ! --physdev-is-bridged"}));
+  for (const Rule* r : node.v4.rules_of("FERRY-FORWARD")) EXPECT_FALSE(r->spec.starts_with("-d ")) << r->spec;
 }
 
 TEST(IptablesRender, ProgramBeforeStartAlsoCreatesTheBase) {
@@ -280,13 +302,27 @@ TEST(IptablesParse, MissingOrDifferentPiecesMakeTheEndpointIncomplete) {
   std::vector<Case> cases = {
       {"a FROM rule", [&](Node& n) { erase_rule(n.v4, from, "drop spoofed"); }},
       {"an address rule", [&](Node& n) { erase_rule(n.v6, from, "fd00::5/128"); }},
-      {"the TO rule", [&](Node& n) { erase_rule(n.v4, to, "RETURN"); }},
-      {"the TO chain", [&](Node& n) { apply_restore(n.v4, "*filter\n:" + to + " - [0:0]\n-D FERRY-FORWARD " +
-                                                             n.v4.rules_of("FERRY-FORWARD")[1]->spec + "\n-X " + to + "\nCOMMIT\n");
-                                      // keep the FROM dispatch so the endpoint is still described
-                                    }},
+      {"the TO rule", [&](Node& n) { erase_rule(n.v4, to, "ingress policy"); }},
+      {"a policy chain", [&](Node& n) {
+         const std::string pe = policy_chain(dataplane::Direction::Egress, ep.host_veth);
+         apply_restore(n.v6, "*filter\n:" + from + " - [0:0]\n-X " + pe + "\nCOMMIT\n");
+       }},
+      {"the TO chain", [&](Node& n) {
+         // keep the FROM dispatch so the endpoint is still described
+         std::string text = "*filter\n:" + to + " - [0:0]\n";
+         for (const Rule* r : n.v4.rules_of("FERRY-FORWARD"))
+           if (r->target == to) text += "-D FERRY-FORWARD " + r->spec + "\n";
+         apply_restore(n.v4, text + "-X " + to + "\nCOMMIT\n");
+       }},
       {"the FORWARD from-dispatch", [&](Node& n) { erase_rule(n.v4, "FERRY-FORWARD", "--physdev-in"); }},
       {"the FORWARD to-dispatch", [&](Node& n) { erase_rule(n.v6, "FERRY-FORWARD", "--physdev-out"); }},
+      {"the FORWARD routed to-dispatch", [&](Node& n) { erase_rule(n.v4, "FERRY-FORWARD", "-d 10.244.1.5/32"); }},
+      {"the IPv6 routed to-dispatch", [&](Node& n) { erase_rule(n.v6, "FERRY-FORWARD", "-d fd00::5/128"); }},
+      {"a routed to-dispatch of an old address", [&](Node& n) {
+         std::string spec = n.v4.rules_of("FERRY-FORWARD").back()->spec;
+         spec.replace(spec.find("10.244.1.5/32"), 13, "10.244.1.9/32");
+         apply_restore(n.v4, "*filter\n-A FERRY-FORWARD " + spec + "\nCOMMIT\n");
+       }},
       {"the INPUT dispatch", [&](Node& n) { erase_rule(n.v4, "FERRY-INPUT", "--physdev-in"); }},
       {"the jump from FORWARD", [&](Node& n) { erase_rule(n.v4, "FORWARD", "ferry: endpoint datapath"); }},
       {"the jump from INPUT", [&](Node& n) { erase_rule(n.v6, "INPUT", "ferry: endpoint datapath"); }},
