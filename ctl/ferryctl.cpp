@@ -6,16 +6,22 @@
 #include <httplib.h>
 #include <net/if.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
+#include <tuple>
 
 #include "agent/ebpf/ebpf.h"
 #include "ctl/table.h"
+#include "ferry/abi.h"
+#include "policy/policy.h"
 
 namespace ebpf = ferry::ebpf;
 using json = nlohmann::json;
@@ -28,8 +34,11 @@ struct Options {
   std::string node;
   std::string output = "table";
   std::string agent = "http://127.0.0.1:9400";
+  std::string state_dir;  // policy, identities: the agent's state directory (policy.json)
+  std::string pod;        // policy: "namespace/name"
   int count = 0;          // monitor: stop after N events (0 = no limit)
   double timeout = 0;     // monitor: stop after this many seconds (0 = no limit)
+  uint32_t endpoint = 0;  // policy-map: only this endpoint (0 = all)
   bool json() const { return output == "json"; }
 };
 
@@ -319,6 +328,333 @@ int cmd_counters(const Options& o) {
   return 0;
 }
 
+// ---- policy, identities (the agent's <state-dir>/policy.json) ----------------------------
+
+// --state-dir wins, then --node (/run/ferry/NAME); with neither, the only node under /run/ferry
+// whose agent wrote a policy.json.
+std::string resolve_state_dir(const Options& o) {
+  if (!o.state_dir.empty()) return o.state_dir;
+  const std::string base = "/run/ferry";
+  if (!o.node.empty()) return base + "/" + o.node;
+  std::vector<std::string> nodes;
+  if (DIR* dir = ::opendir(base.c_str())) {
+    while (dirent* de = ::readdir(dir)) {
+      std::string n = de->d_name;
+      if (n != "." && n != ".." && ::access((base + "/" + n + "/policy.json").c_str(), R_OK) == 0) nodes.push_back(n);
+    }
+    ::closedir(dir);
+  }
+  if (nodes.size() == 1) return base + "/" + nodes[0];
+  std::string msg = "give --node NAME or --state-dir PATH";
+  if (nodes.empty()) msg += " (no node under " + base + " has a policy.json)";
+  else {
+    msg += " (nodes with a policy.json under " + base + ":";
+    for (const auto& n : nodes) msg += " " + n;
+    msg += ")";
+  }
+  throw UsageError(msg);
+}
+
+json read_policy_file(const Options& o) {
+  const std::string path = resolve_state_dir(o) + "/policy.json";
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read " + path + " (is ferry-agent running on this node with that state dir?)");
+  json j = json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("endpoints"))
+    throw std::runtime_error(path + " is not a policy file written by ferry-agent");
+  return j;
+}
+
+using IdentityMap = std::map<uint32_t, ferry::policy::IdentityInfo>;
+
+IdentityMap identities_of(const json& file) {
+  IdentityMap out;
+  for (const json& j : file.value("identities", json::array()))
+    if (auto info = ferry::policy::IdentityInfo::from_json(j.value("info", json())); info && j.contains("identity"))
+      out[j["identity"].get<uint32_t>()] = *info;
+  return out;
+}
+
+std::string labels_text(const ferry::model::Labels& labels) {
+  std::string out;
+  for (const auto& [k, v] : labels) out += (out.empty() ? "" : ",") + k + "=" + v;
+  return out;
+}
+
+std::string join(const std::vector<std::string>& parts, const char* sep) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : sep) + p;
+  return out;
+}
+
+// "pod x {pod=b}", "host (this node)", "world in ipBlock 10.0.0.0/8 except 10.1.0.0/16", ...
+std::string describe_identity(uint32_t id, const IdentityMap& ids) {
+  using Kind = ferry::policy::IdentityInfo::Kind;
+  if (id == ferry::dataplane::kIdentityAny) return "any peer";
+  auto it = ids.find(id);
+  if (it == ids.end()) return "identity " + std::to_string(id) + " (unknown)";
+  const auto& info = it->second;
+  std::string out;
+  switch (info.kind) {
+    case Kind::Host: out = "host (this node)"; break;
+    case Kind::RemoteNode: out = "remote nodes"; break;
+    case Kind::World: out = "world"; break;
+    case Kind::Pod: out = "pod " + info.ns + " {" + labels_text(info.labels) + "}"; break;
+  }
+  if (!info.ip_blocks.empty()) out += " in ipBlock " + join(info.ip_blocks, "; ");
+  return out;
+}
+
+std::string proto_text(uint8_t proto) { return proto == 0 ? "any" : ebpf::protocol_name(proto); }
+
+std::string ports_text(const ferry::dataplane::PolicyEntry& e) {
+  if (e.proto == 0 || (e.port_first == 0 && e.port_last == 65535)) return "any";
+  if (e.port_first == e.port_last) return std::to_string(e.port_first);
+  return std::to_string(e.port_first) + "-" + std::to_string(e.port_last);
+}
+
+// The allow entries pinned in ferry_pol_v1, for checking policy.json against the kernel.
+struct KernelPolicy {
+  bool checked = false;
+  std::string why_not;  // when not checked
+  std::set<std::tuple<uint32_t, uint8_t, uint32_t, uint8_t, uint16_t, int>> keys;  // ep, dir, peer, proto, port, len
+  // Every key of `e` is pinned (a port range is a few prefixes).
+  bool has(uint32_t ep, ferry::dataplane::Direction dir, const ferry::dataplane::PolicyEntry& e) const {
+    const auto d = static_cast<uint8_t>(dir);
+    if (e.proto == 0) return keys.count({ep, d, e.peer, 0, 0, 0}) > 0;
+    for (const auto& p : ferry::policy::port_range_prefixes(e.port_first, e.port_last))
+      if (!keys.count({ep, d, e.peer, e.proto, p.port, p.len})) return false;
+    return true;
+  }
+};
+
+KernelPolicy read_kernel_policy(const Options& o, const json& file) {
+  KernelPolicy k;
+  if (file.value("datapath", "") != "ebpf") {
+    k.why_not = file.value("datapath", "unknown") + " datapath (only eBPF maps are checked)";
+    return k;
+  }
+  if (!file.value("enforce", true)) {
+    k.why_not = "policy not enforced (--policy off)";
+    return k;
+  }
+  const std::string root =
+      !o.bpffs_root.empty() || !o.node.empty() ? resolve_root(o) : file.value("bpffs_root", std::string());
+  if (root.empty() || !ebpf::PinnedMaps::exists(root)) {
+    k.why_not = "no ferry maps under " + (root.empty() ? std::string("?") : root);
+    return k;
+  }
+  ebpf::PinnedMaps maps = ebpf::PinnedMaps::open(root);
+  if (maps.policy_fd() < 0) {
+    k.why_not = std::string(FERRY_MAP_POLICY) + " is not pinned under " + root;
+    return k;
+  }
+  for (const ebpf::PolicyMapEntry& e : maps.policy_entries())
+    k.keys.insert({e.endpoint_id, e.direction, e.peer, e.proto, e.port_first, e.port_prefix_len});
+  k.checked = true;
+  return k;
+}
+
+ferry::dataplane::PolicyEntry entry_from_json(const json& j) {
+  ferry::dataplane::PolicyEntry e;
+  e.peer = j.value("peer", 0u);
+  e.proto = j.value("proto", uint8_t{0});
+  e.port_first = j.value("port_first", uint16_t{0});
+  e.port_last = j.value("port_last", uint16_t{65535});
+  return e;
+}
+
+// One direction of one endpoint: the entries with their peers described and, when checked,
+// whether each is in the kernel. A direction that is not isolated is the (any, any) entry.
+json direction_json(uint32_t ep, ferry::dataplane::Direction dir, const json& d, const IdentityMap& ids,
+                    const KernelPolicy& kernel) {
+  const bool isolated = d.value("isolated", false);
+  std::vector<ferry::dataplane::PolicyEntry> entries;
+  if (isolated)
+    for (const json& e : d.value("entries", json::array())) entries.push_back(entry_from_json(e));
+  else
+    entries.push_back({});
+  json out = {{"isolated", isolated}, {"entries", json::array()}};
+  for (const auto& e : entries) {
+    json j = {{"peer", e.peer},
+              {"peer_description", describe_identity(e.peer, ids)},
+              {"proto", e.proto},
+              {"protocol", proto_text(e.proto)},
+              {"port_first", e.port_first},
+              {"port_last", e.port_last}};
+    if (!isolated) j["implicit"] = true;  // not isolated: everything allowed
+    j["in_kernel"] = kernel.checked ? json(kernel.has(ep, dir, e)) : json(nullptr);
+    out["entries"].push_back(j);
+  }
+  return out;
+}
+
+int cmd_policy(const Options& o) {
+  using ferry::dataplane::Direction;
+  json file = read_policy_file(o);
+  IdentityMap ids = identities_of(file);
+  std::vector<const json*> mine;
+  std::vector<std::string> pods;
+  for (const json& ep : file["endpoints"]) {
+    if (ep.value("pod", "") == o.pod) mine.push_back(&ep);
+    if (!ep.value("pod", "").empty()) pods.push_back(ep["pod"]);
+  }
+  if (mine.empty())
+    throw std::runtime_error("no endpoint of pod " + o.pod + " on node " + file.value("node", "?") +
+                             (pods.empty() ? std::string(" (no pods here)") : " (pods here: " + join(pods, ", ") + ")"));
+  KernelPolicy kernel = read_kernel_policy(o, file);
+  json out = {{"pod", o.pod},
+              {"node", file.value("node", "")},
+              {"datapath", file.value("datapath", "")},
+              {"enforce", file.value("enforce", true)},
+              {"kernel_checked", kernel.checked},
+              {"endpoints", json::array()}};
+  if (!kernel.checked) out["kernel_not_checked"] = kernel.why_not;
+  size_t missing = 0;
+  for (const json* ep : mine) {
+    const uint32_t id = (*ep)["endpoint_id"];
+    json e = {{"endpoint_id", id},
+              {"ips", (*ep)["ips"]},
+              {"pod_known", ep->value("pod_known", true)},
+              {"policies", (*ep)["policies"]},
+              {"ingress", direction_json(id, Direction::Ingress, (*ep)["ingress"], ids, kernel)},
+              {"egress", direction_json(id, Direction::Egress, (*ep)["egress"], ids, kernel)}};
+    for (const char* d : {"ingress", "egress"})
+      for (const json& x : e[d]["entries"]) missing += x["in_kernel"] == false;
+    out["endpoints"].push_back(e);
+  }
+  out["missing_in_kernel"] = missing;
+  if (o.json()) {
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "pod " << o.pod << " on node " << out["node"].get<std::string>() << " ("
+            << out["datapath"].get<std::string>() << " datapath, policy "
+            << (out["enforce"].get<bool>() ? "enforced" : "NOT enforced: --policy off") << ")\n";
+  for (const json& e : out["endpoints"]) {
+    std::vector<std::string> ips;
+    for (const json& ip : e["ips"]) ips.push_back(ip);
+    std::cout << "\nendpoint " << e["endpoint_id"].get<uint32_t>() << "  " << join(ips, ", ")
+              << (e["pod_known"].get<bool>() ? "" : "  (no Pod object yet: not isolated)") << "\n";
+    std::vector<std::string> pols;
+    for (const json& p : e["policies"]) pols.push_back(p);
+    std::cout << "  policies: " << (pols.empty() ? "none" : join(pols, ", ")) << "\n";
+    for (const char* d : {"ingress", "egress"}) {
+      const json& dir = e[d];
+      std::cout << "  " << d << ": "
+                << (dir["isolated"].get<bool>()
+                        ? "isolated, " + std::to_string(dir["entries"].size()) + " allow entries"
+                        : std::string("not isolated (everything allowed)"))
+                << "\n";
+    }
+    Table t({"DIRECTION", "PEER", "IDENTITY", "PROTO", "PORTS", "KERNEL"});
+    for (const char* d : {"ingress", "egress"})
+      for (const json& x : e[d]["entries"])
+        t.add({d, x["peer_description"], std::to_string(x["peer"].get<uint32_t>()), x["protocol"],
+               ports_text(entry_from_json(x)),
+               x["in_kernel"].is_null() ? "-" : (x["in_kernel"].get<bool>() ? "ok" : "MISSING")});
+    std::cout << "\n";
+    t.print(std::cout);
+  }
+  if (!kernel.checked) std::cout << "\nkernel: not checked: " << kernel.why_not << "\n";
+  else if (missing) std::cout << "\nkernel: " << missing << " entries MISSING from " << FERRY_MAP_POLICY << "\n";
+  else std::cout << "\nkernel: every entry is in " << FERRY_MAP_POLICY << "\n";
+  return 0;
+}
+
+int cmd_identities(const Options& o) {
+  json file = read_policy_file(o);
+  IdentityMap ids = identities_of(file);
+  std::map<uint32_t, std::vector<std::string>> prefixes;
+  for (const json& e : file.value("ipcache", json::array())) prefixes[e["identity"].get<uint32_t>()].push_back(e["prefix"]);
+  if (o.json()) {
+    json out = json::array();
+    for (const auto& [id, info] : ids) {
+      json ports = json::array();
+      for (const auto& p : info.named_ports)
+        ports.push_back({{"name", p.name}, {"protocol", proto_text(p.proto)}, {"port", p.port}});
+      out.push_back({{"identity", id},
+                     {"kind", ferry::policy::kind_name(info.kind)},
+                     {"namespace", info.ns},
+                     {"labels", info.labels},
+                     {"namespace_labels", info.ns_labels},
+                     {"named_ports", ports},
+                     {"ip_blocks", info.ip_blocks},
+                     {"prefixes", prefixes[id]},
+                     {"prefix_count", prefixes[id].size()}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  Table t({"IDENTITY", "KIND", "NAMESPACE", "LABELS", "IPBLOCKS", "PREFIXES"});
+  for (const auto& [id, info] : ids)
+    t.add({std::to_string(id), std::string(ferry::policy::kind_name(info.kind)), info.ns, labels_text(info.labels),
+           join(info.ip_blocks, "; "), std::to_string(prefixes[id].size())});
+  t.print(std::cout);
+  return 0;
+}
+
+// ---- policy-map, ipcache (the pinned policy maps, no agent needed) -------------------------
+
+std::string identity_name(uint32_t identity) {
+  switch (identity) {
+    case FERRY_IDENTITY_ANY: return "any";
+    case FERRY_IDENTITY_HOST: return "host";
+    case FERRY_IDENTITY_REMOTE_NODE: return "remote-node";
+    case FERRY_IDENTITY_WORLD: return "world";
+    default: return std::to_string(identity);
+  }
+}
+
+// ferry_pol_v1 as allow entries (one row per map key: a port range shows as its prefixes).
+int cmd_policy_map(const Options& o) {
+  ebpf::PinnedMaps maps = ebpf::PinnedMaps::open(resolve_root(o));
+  const ebpf::PolicyState state = maps.policy_state();
+  std::vector<ebpf::PolicyMapEntry> entries;
+  for (const auto& e : maps.policy_entries())
+    if (o.endpoint == 0 || e.endpoint_id == o.endpoint) entries.push_back(e);
+  auto ports = [](const ebpf::PolicyMapEntry& e) { return ports_text({e.peer, e.proto, e.port_first, e.port_last}); };
+  if (o.json()) {
+    json rows = json::array();
+    for (const auto& e : entries)
+      rows.push_back({{"endpoint_id", e.endpoint_id},
+                      {"direction", ebpf::direction_name(e.direction)},
+                      {"peer", e.peer},
+                      {"peer_name", identity_name(e.peer)},
+                      {"proto", e.proto},
+                      {"protocol", proto_text(e.proto)},
+                      {"port_first", e.port_first},
+                      {"port_last", e.port_last},
+                      {"port_prefix_len", e.port_prefix_len}});
+    std::cout << json{{"enforced", state.enforced}, {"revision", state.revision}, {"entries", rows}}.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "policy " << (state.enforced ? "enforced" : "off") << ", revision " << state.revision << "\n\n";
+  Table t({"ENDPOINT", "DIRECTION", "PEER", "PROTO", "PORTS", "KEY"});
+  for (const auto& e : entries)
+    t.add({std::to_string(e.endpoint_id), ebpf::direction_name(e.direction), identity_name(e.peer), proto_text(e.proto),
+           ports(e), e.proto == 0 ? "-" : std::to_string(e.port_first) + "/" + std::to_string(e.port_prefix_len)});
+  t.print(std::cout);
+  return 0;
+}
+
+// ferry_ipc_v1: prefix -> security identity.
+int cmd_ipcache(const Options& o) {
+  ebpf::PinnedMaps maps = ebpf::PinnedMaps::open(resolve_root(o));
+  const auto entries = maps.ipcache();
+  if (o.json()) {
+    json out = json::array();
+    for (const auto& e : entries)
+      out.push_back({{"prefix", e.prefix.str()}, {"identity", e.identity}, {"identity_name", identity_name(e.identity)}});
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  Table t({"PREFIX", "IDENTITY"});
+  for (const auto& e : entries) t.add({e.prefix.str(), identity_name(e.identity)});
+  t.print(std::cout);
+  return 0;
+}
+
 // ---- monitor -----------------------------------------------------------------------------
 
 json event_json(const ebpf::DropEvent& e) {
@@ -326,7 +662,8 @@ json event_json(const ebpf::DropEvent& e) {
           {"reason_code", e.reason},   {"hook", ebpf::hook_name(e.hook)}, {"family", family_name(e.family)},
           {"proto", ebpf::protocol_name(e.proto)}, {"src", e.src.str()}, {"sport", e.sport},
           {"dst", e.dst.str()},        {"dport", e.dport},        {"ifindex", e.ifindex},
-          {"endpoint_id", e.endpoint_id}, {"len", e.pkt_len},     {"source", e.source}};
+          {"endpoint_id", e.endpoint_id}, {"len", e.pkt_len},     {"source", e.source},
+          {"direction", ebpf::direction_name(e.direction)}};
 }
 
 std::string event_line(const ebpf::DropEvent& e) {
@@ -334,7 +671,10 @@ std::string event_line(const ebpf::DropEvent& e) {
   std::string iface = std::to_string(e.ifindex);
   if (e.ifindex && ::if_indextoname(e.ifindex, ifname)) iface += "(" + std::string(ifname) + ")";
   std::ostringstream s;
-  s << wall_clock(e.wall_time) << " drop " << e.reason_name << " " << ebpf::hook_name(e.hook) << " "
+  // A policy drop says whose policy denied it: "drop policy(ingress) ... ep 12".
+  std::string reason = e.reason_name;
+  if (e.direction) reason += "(" + ebpf::direction_name(e.direction) + ")";
+  s << wall_clock(e.wall_time) << " drop " << reason << " " << ebpf::hook_name(e.hook) << " "
     << ebpf::protocol_name(e.proto) << " " << ebpf::endpoint_str(e.src, e.sport, e.proto) << " -> "
     << ebpf::endpoint_str(e.dst, e.dport, e.proto) << " len " << e.pkt_len << " if " << iface << " ep "
     << e.endpoint_id << " at " << e.source;
@@ -377,6 +717,7 @@ int main(int argc, char** argv) {
   auto* root_opt = app.add_option("--bpffs-root", o.bpffs_root, "bpffs directory of the node's pins");
   app.add_option("--node", o.node, "node name: same as --bpffs-root /sys/fs/bpf/ferry/NAME")->excludes(root_opt);
   app.add_option("-o,--output", o.output, "table or json")->check(CLI::IsMember({"table", "json"}));
+  app.add_option("--state-dir", o.state_dir, "policy, identities: the agent's state directory (default /run/ferry/<node>)");
 
   auto* status = app.add_subcommand("status", "pins, program attachments, map fill and the agent's health");
   status->add_option("--agent", o.agent, "agent HTTP address");
@@ -390,6 +731,13 @@ int main(int argc, char** argv) {
   auto* monitor = app.add_subcommand("monitor", "print drop events as they happen");
   monitor->add_option("--count", o.count, "exit after N events");
   monitor->add_option("--timeout", o.timeout, "exit after SECONDS");
+  auto* policy_map = app.add_subcommand("policy-map", "NetworkPolicy allow entries in the datapath (ferry_pol_v1)");
+  policy_map->add_option("--endpoint", o.endpoint, "only this endpoint id");
+  auto* ipcache = app.add_subcommand("ipcache", "NetworkPolicy ipcache in the datapath: prefix -> identity (ferry_ipc_v1)");
+  auto* policy = app.add_subcommand("policy", "a pod's compiled NetworkPolicy (agent's policy.json), checked against "
+                                              "the kernel in eBPF mode");
+  policy->add_option("pod", o.pod, "namespace/name")->required();
+  auto* identities = app.add_subcommand("identities", "security identities and how many prefixes map to each");
 
   try {
     app.parse(argc, argv);
@@ -404,6 +752,10 @@ int main(int argc, char** argv) {
     if (ct_flush->parsed()) return cmd_ct_flush(o);
     if (counters->parsed()) return cmd_counters(o);
     if (monitor->parsed()) return cmd_monitor(o);
+    if (policy_map->parsed()) return cmd_policy_map(o);
+    if (ipcache->parsed()) return cmd_ipcache(o);
+    if (policy->parsed()) return cmd_policy(o);
+    if (identities->parsed()) return cmd_identities(o);
   } catch (const std::exception& e) {
     std::cerr << "ferryctl: " << e.what() << "\n";
     return 1;

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/core/agent.h"
+#include "agent/core/files.h"
 #include "agent/model/model.h"
 #include "agent/registry/registry.h"
 
@@ -36,22 +37,6 @@ std::string read_small_file(const std::string& path) {
   std::string word;
   in >> word;
   return word;
-}
-
-std::string read_whole_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void write_small_file(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text << '\n';
-    if (!out.flush()) throw AgentError("failed to write \"" + tmp + "\"");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw AgentError("failed to replace \"" + path + "\": " + std::strerror(errno));
 }
 
 }  // namespace
@@ -117,7 +102,7 @@ void Agent::start() {
       }
     }
   }
-  write_small_file(mode_file, parts_.mode);
+  write_file_atomic(mode_file, parts_.mode + "\n");
 
   // 3. Backend, first reconcile, ready.
   status_.set_ready(false, "starting the " + parts_.mode + " datapath");
@@ -137,6 +122,9 @@ void Agent::start() {
     }
   }
   loop_->reconciler = std::make_unique<Reconciler>(*backend_);
+  spdlog::info("policy {}: NetworkPolicy {}", config_.policy,
+               config_.policy == "on" ? "enforced" : "not enforced (every flow allowed)");
+  load_identities();
   full_resync("first reconcile");
   first_reconcile_.kernel_writes = metrics_.stats.kernel_writes;  // since start: start() included
   spdlog::info("first reconcile: {} endpoints, {} programmed, {} removed, kernel writes {}", first_reconcile_.desired,
@@ -144,6 +132,12 @@ void Agent::start() {
   if (parts_.overlay && config_.overlay == "vxlan")
     spdlog::info("overlay: {} remote nodes, {} kernel writes", first_overlay_.remote_nodes,
                  first_overlay_.kernel_writes);
+  spdlog::info("first policy pass: {} identities, {} + {} entries, {} endpoints isolated (ingress), {} (egress){}",
+               metrics_.policy_identities, metrics_.policy_entries_ingress, metrics_.policy_entries_egress,
+               metrics_.policy_isolated_ingress, metrics_.policy_isolated_egress,
+               policy_ok_ ? "" : "; failed: " + policy_error_);
+  started_ = true;  // ready only now: metrics published, first passes logged
+  update_ready();
   status_.set_loop_alive();
 }
 
@@ -156,8 +150,7 @@ void Agent::record(const ReconcileResult& r) {
     last_error_ = r.errors.front();
   }
   metrics_.reconcile_duration.observe(r.seconds);
-  if (last_reconcile_ok_) status_.set_ready(true, "");
-  else status_.set_ready(false, "last reconcile failed: " + last_error_);
+  update_ready();
 }
 
 void Agent::publish() {
@@ -182,7 +175,11 @@ void Agent::full_resync(const char* why) {
   }
   ReconcileResult r = loop_->reconciler->reconcile_all(parts_.registry->desired());
   // A clean full pass clears an earlier failure; a failed one sets it (record()).
-  if (r.ok()) last_reconcile_ok_ = true;
+  last_reconcile_ok_ = r.ok();
+  if (!r.ok()) last_error_ = r.errors.front();
+  // Re-applied even when unchanged, so a backend that lost state heals; before record(), so
+  // /readyz turns 200 only with policy in place.
+  sync_policy(why, /*force=*/true);
   record(r);
   const bool first = std::string_view(why) == "first reconcile";  // start() logs that one
   if (!first && (r.programmed || r.removed || !r.ok()))
@@ -259,17 +256,10 @@ void Agent::write_conflist(const overlay::OverlayPlan& plan) {
   o.ipam_dir = config_.ipam_dir;
   const std::string text = overlay::render_conflist(plan.local_pod_cidrs, o);
   if (text.empty()) return;  // no pod CIDR on our Node yet: keep whatever is there
-  if (read_whole_file(config_.cni_conflist) == text) return;
+  if (read_file_text(config_.cni_conflist) == text) return;
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(config_.cni_conflist).parent_path(), ec);
-  const std::string tmp = config_.cni_conflist + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc | std::ios::binary);
-    out << text;
-    if (!out.flush()) throw AgentError("failed to write \"" + tmp + "\"");
-  }
-  if (std::rename(tmp.c_str(), config_.cni_conflist.c_str()) != 0)
-    throw AgentError("failed to replace \"" + config_.cni_conflist + "\": " + std::strerror(errno));
+  write_file_atomic(config_.cni_conflist, text);
   spdlog::info("wrote CNI conflist {} (network {}, MTU {})", config_.cni_conflist, o.network, o.mtu);
 }
 
@@ -298,6 +288,11 @@ void Agent::handle_datagram() {
         } catch (const std::exception& e) {  // links of the record are missing
           problem = e.what();
         }
+        // The eBPF datapath is fail-closed for an endpoint without policy entries: its policy
+        // is in place before ADD is answered. A DEL is answered ok even if this fails.
+        const bool present = parts_.registry->id_of(name) != 0;
+        std::string policy_error = sync_policy(present ? "endpoint added or changed" : "endpoint removed");
+        if (problem.empty() && present && !policy_error.empty()) problem = "policy: " + policy_error;
       }
       answer = problem.empty() ? "ok " + name : "error " + problem;
     }
@@ -329,14 +324,17 @@ void Agent::handle_record_events() {
     }
     changed = true;
   }
-  if (changed) publish();
+  if (changed) {
+    sync_policy("endpoint records changed");
+    publish();
+  }
 }
 
 void Agent::handle_cluster_events() {
   if (!parts_.cluster->handle_events()) return;
   metrics_.cluster_objects = parts_.cluster->object_counts();
-  // Policy and services compile from the cluster state here in a later issue.
   sync_overlay("cluster state changed");
+  sync_policy("cluster state changed");
   status_.publish(metrics_);
 }
 
@@ -351,6 +349,7 @@ void Agent::maintain() {
   else if (!last_reconcile_ok_) full_resync("retry after error");
   else {
     if (!overlay_ok_) sync_overlay("overlay retry after error");
+    if (!policy_ok_) sync_policy("policy retry after error");
     publish();
   }
 }

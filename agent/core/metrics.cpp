@@ -38,6 +38,17 @@ class Writer {
     out_ << name << '{' << key << "=\"" << label(value) << "\"} " << v << '\n';
   }
   void raw(const std::string& line) { out_ << line << '\n'; }
+  void histogram(const std::string& name, const char* help, const Histogram& h) {
+    family(name, "histogram", help);
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < std::size(Histogram::kBounds); ++i) {
+      cumulative += h.buckets[i];
+      raw(name + "_bucket{le=\"" + number(Histogram::kBounds[i]) + "\"} " + std::to_string(cumulative));
+    }
+    raw(name + "_bucket{le=\"+Inf\"} " + std::to_string(h.count));
+    raw(name + "_sum " + number(h.sum));
+    raw(name + "_count " + std::to_string(h.count));
+  }
   std::string str() const { return out_.str(); }
 
  private:
@@ -65,16 +76,7 @@ std::string render_metrics(const MetricsSnapshot& m) {
   w.family("ferry_reconcile_errors_total", "counter", "Reconcile passes that ended with at least one error.");
   w.sample("ferry_reconcile_errors_total", m.reconcile_errors_total);
 
-  w.family("ferry_reconcile_duration_seconds", "histogram", "Duration of reconcile passes.");
-  uint64_t cumulative = 0;
-  for (size_t i = 0; i < std::size(Histogram::kBounds); ++i) {
-    cumulative += m.reconcile_duration.buckets[i];
-    w.raw("ferry_reconcile_duration_seconds_bucket{le=\"" + number(Histogram::kBounds[i]) + "\"} " +
-          std::to_string(cumulative));
-  }
-  w.raw("ferry_reconcile_duration_seconds_bucket{le=\"+Inf\"} " + std::to_string(m.reconcile_duration.count));
-  w.raw("ferry_reconcile_duration_seconds_sum " + number(m.reconcile_duration.sum));
-  w.raw("ferry_reconcile_duration_seconds_count " + std::to_string(m.reconcile_duration.count));
+  w.histogram("ferry_reconcile_duration_seconds", "Duration of reconcile passes.", m.reconcile_duration);
 
   w.family("ferry_datapath_errors_total", "counter", "Datapath backend operations that failed.");
   w.sample("ferry_datapath_errors_total", m.datapath_errors_total);
@@ -110,6 +112,27 @@ std::string render_metrics(const MetricsSnapshot& m) {
   w.sample("ferry_overlay_kernel_writes_total", m.overlay_kernel_writes);
   w.family("ferry_overlay_errors_total", "counter", "Overlay passes (kernel or conflist) that failed.");
   w.sample("ferry_overlay_errors_total", m.overlay_errors_total);
+
+  w.family("ferry_policy_enforced", "gauge", "1 when NetworkPolicy is enforced (--policy on), else 0.");
+  w.sample("ferry_policy_enforced", m.policy_enforced ? 1 : 0);
+  w.family("ferry_policy_identities", "gauge", "Security identities the compiled policy names.");
+  w.sample("ferry_policy_identities", m.policy_identities);
+  w.family("ferry_policy_ipcache_entries", "gauge", "Prefixes in the compiled ipcache (IP/prefix -> identity).");
+  w.sample("ferry_policy_ipcache_entries", m.policy_ipcache_entries);
+  w.family("ferry_policy_entries", "gauge", "Allow entries of all local endpoints, by direction.");
+  w.sample("ferry_policy_entries", "direction", "ingress", m.policy_entries_ingress);
+  w.sample("ferry_policy_entries", "direction", "egress", m.policy_entries_egress);
+  w.family("ferry_policy_endpoints_isolated", "gauge", "Local endpoints isolated by NetworkPolicy, by direction.");
+  w.sample("ferry_policy_endpoints_isolated", "direction", "ingress", m.policy_isolated_ingress);
+  w.sample("ferry_policy_endpoints_isolated", "direction", "egress", m.policy_isolated_egress);
+  w.family("ferry_policy_applies_total", "counter", "Compiled policy sets handed to the datapath (changed, or resync).");
+  w.sample("ferry_policy_applies_total", m.policy_applies_total);
+  w.family("ferry_policy_errors_total", "counter", "Policy passes that failed (retried at the next tick).");
+  w.sample("ferry_policy_errors_total", m.policy_errors_total);
+  w.histogram("ferry_policy_compile_seconds", "Duration of policy compilation (every policy pass).",
+              m.policy_compile_duration);
+  w.histogram("ferry_policy_apply_seconds", "Duration of Dataplane::program_policy (passes that applied).",
+              m.policy_apply_duration);
 
   w.family("ferry_datapath_info", "gauge", "The datapath mode in use.");
   if (!m.datapath.empty()) w.sample("ferry_datapath_info", "mode", m.datapath, 1);

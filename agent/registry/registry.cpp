@@ -330,6 +330,20 @@ uint32_t EndpointRegistry::id_of(const std::string& file_name) const {
   return it == records_.end() ? 0 : it->second.id;
 }
 
+std::vector<EndpointRegistry::PodEndpoint> EndpointRegistry::pod_endpoints() const {
+  std::vector<PodEndpoint> out;
+  for (const auto& [name, entry] : records_) {
+    PodEndpoint p{entry.id, entry.record.pod_namespace, entry.record.pod_name, {}};
+    for (const std::string& cidr : entry.record.ips)
+      if (auto prefix = net::Prefix::parse(cidr)) p.ips.push_back(prefix->ip);  // validated on read
+    sort_ips(p.ips);
+    p.ips.erase(std::unique(p.ips.begin(), p.ips.end()), p.ips.end());
+    out.push_back(std::move(p));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.endpoint_id < b.endpoint_id; });
+  return out;
+}
+
 std::vector<std::string> EndpointRegistry::problems() const {
   std::vector<std::string> out;
   for (const auto& [name, why] : bad_records_) out.push_back(why);

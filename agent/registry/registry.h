@@ -84,6 +84,15 @@ class EndpointRegistry {
   std::optional<dataplane::Endpoint> desired_one(const std::string& file_name);
   // The endpoint id of a record (0 = no such record).
   uint32_t id_of(const std::string& file_name) const;
+  // The pod behind each valid record (what NetworkPolicy selects), sorted by id. Records whose
+  // links are missing are included: policy is keyed by endpoint id, not by interface.
+  struct PodEndpoint {
+    uint32_t endpoint_id = 0;
+    std::string pod_namespace;  // K8S_POD_NAMESPACE; "" when the runtime did not pass it
+    std::string pod_name;       // K8S_POD_NAME
+    std::vector<net::Ip> ips;   // sorted like Endpoint::ips
+  };
+  std::vector<PodEndpoint> pod_endpoints() const;
   size_t size() const { return records_.size(); }
   // Malformed records and records whose links are missing, one line each, as of the last
   // load_all()/reload()/desired().

@@ -1,15 +1,23 @@
 // Test doubles for the agent's control logic: a Dataplane that keeps endpoints in memory and
-// counts "kernel writes", links for the registry, and a cluster feed. Katran style: the
+// counts "kernel writes", links for the registry, and a cluster feed; ferry-bridge's side of the
+// agent socket (BridgeClient) and an agent loop on a thread (Running). Katran style: the
 // reconcile logic runs against these without a kernel.
 #pragma once
 
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "agent/core/agent.h"
 #include "agent/dataplane/dataplane.h"
@@ -24,9 +32,11 @@ struct FakeKernel {
   std::set<uint32_t> fail_program;  // program_endpoint throws for these ids
   std::set<uint32_t> fail_remove;
   bool fail_installed = false;
-  bool fail_policy = false;
+  std::atomic<bool> fail_policy = false;  // flipped by tests while the loop runs
   dataplane::PolicySet policy;
   int policy_programs = 0;
+  // Called (on the loop's thread) with every set program_policy accepts.
+  std::function<void(const dataplane::PolicySet&)> on_policy;
   bool started = false;
   int cleanups = 0;
   int maintains = 0;
@@ -61,6 +71,7 @@ class FakeDataplane : public dataplane::Dataplane {
     if (kernel_.policy != desired) ++writes_;
     kernel_.policy = desired;
     ++kernel_.policy_programs;
+    if (kernel_.on_policy) kernel_.on_policy(desired);
   }
   void maintain() override { ++kernel_.maintains; }
   void cleanup_all() override {
@@ -151,5 +162,60 @@ inline bridge::EndpointRecord make_record(const std::string& container_id, int i
 }
 
 inline std::string record_file(const bridge::EndpointRecord& r) { return r.container_id + "-" + r.ifname + ".json"; }
+
+// A client as ferry-bridge with "agentRequired" is: an autobound datagram socket.
+class BridgeClient {
+ public:
+  BridgeClient() {
+    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un self{};
+    self.sun_family = AF_UNIX;
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&self), sizeof(sa_family_t)), 0);  // autobind
+  }
+  ~BridgeClient() { close(fd_); }
+  void send(const std::string& path, const std::string& text) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    ASSERT_EQ(sendto(fd_, text.data(), text.size(), 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr),
+              static_cast<ssize_t>(text.size()));
+  }
+  // An answer waits in the socket (the agent has replied).
+  bool answer_queued() const {
+    pollfd p{fd_, POLLIN, 0};
+    return poll(&p, 1, 0) == 1;
+  }
+  // Waits (bounded) for the agent's answer; "" if none came.
+  std::string receive(int timeout_ms = 20000) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) != 1) return "";
+    char buf[4096];
+    ssize_t n = recv(fd_, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Runs an agent's loop on a thread; stops and joins on destruction.
+class Running {
+ public:
+  explicit Running(Agent& agent) : agent_(agent), thread_([this] { rc_ = agent_.run(); }) {}
+  ~Running() { stop(); }
+  int stop() {
+    if (thread_.joinable()) {
+      agent_.stop();
+      thread_.join();
+    }
+    return rc_;
+  }
+
+ private:
+  Agent& agent_;
+  int rc_ = -1;
+  std::thread thread_;
+};
+
 
 }  // namespace ferry::agent::test

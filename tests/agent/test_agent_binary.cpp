@@ -16,6 +16,7 @@
 
 #include "fakes.h"
 #include "net/net.h"
+#include "tests/support/support.h"
 
 namespace ferry::agent::test {
 namespace {
@@ -24,6 +25,11 @@ namespace {
 constexpr const char* kAgentBinary = FERRY_AGENT_BINARY;
 #else
 constexpr const char* kAgentBinary = "";
+#endif
+#ifdef FERRYCTL_BINARY
+constexpr const char* kFerryctl = FERRYCTL_BINARY;
+#else
+constexpr const char* kFerryctl = "";
 #endif
 
 std::string run(const std::vector<std::string>& argv) {
@@ -34,13 +40,6 @@ std::string run(const std::vector<std::string>& argv) {
     throw std::runtime_error(cmd + "failed (" + std::to_string(r.status) + "): " + r.err);
   }
   return r.out;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // `ip netns add` + lo up; deleted on destruction (the namespace takes its links, iptables
@@ -68,67 +67,14 @@ class TestNetns {
   std::string name_;
 };
 
-// ferry-agent started inside the netns the way the harness does (setns into the node's
-// network namespace only, keeping the host mount namespace and so bpffs), stderr to a file.
-class AgentProcess {
- public:
+// ferry-agent in the test netns (tests/support NetnsProcess).
+struct AgentProcess : ferry::test::NetnsProcess {
   AgentProcess(const TestNetns& ns, const std::vector<std::string>& args, std::string log)
-      : log_(std::move(log)) {
-    std::vector<std::string> argv = {kAgentBinary};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    int ns_fd = open(ns.path().c_str(), O_RDONLY | O_CLOEXEC);
-    int log_fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    pid_ = fork();
-    if (pid_ == 0) {
-      if (setns(ns_fd, CLONE_NEWNET) != 0) _exit(126);
-      dup2(log_fd, STDERR_FILENO);
-      dup2(log_fd, STDOUT_FILENO);
-      execv(cargv[0], cargv.data());
-      _exit(127);
-    }
-    close(ns_fd);
-    close(log_fd);
+      : NetnsProcess(ns.path(), with_binary(args), std::move(log)) {}
+  static std::vector<std::string> with_binary(std::vector<std::string> args) {
+    args.insert(args.begin(), kAgentBinary);
+    return args;
   }
-  ~AgentProcess() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  bool running() {
-    if (exited_) return false;
-    int status;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      exited_ = true;
-      status_ = status;
-    }
-    return !exited_;
-  }
-  // SIGTERM and wait (bounded); returns the wait status.
-  int terminate() {
-    if (running()) kill(pid_, SIGTERM);
-    return wait_exit();
-  }
-  // Waits (bounded) for the process to exit by itself; returns the wait status.
-  int wait_exit() {
-    for (int i = 0; i < 600 && running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (running()) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status_, 0);
-      exited_ = true;
-    }
-    return status_;
-  }
-  std::string log() const { return slurp(log_); }
-
- private:
-  std::string log_;
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  int status_ = -1;
 };
 
 struct HttpAnswer {
@@ -151,12 +97,7 @@ HttpAnswer get(const TestNetns& ns, const std::string& path) {
   return a;
 }
 
-bool has_line(const std::string& text, const std::string& line) {
-  std::istringstream in(text);
-  for (std::string l; std::getline(in, l);)
-    if (l == line) return true;
-  return false;
-}
+using ferry::test::has_line;
 
 struct AgentBinaryTest : ::testing::Test {
   void SetUp() override {
@@ -211,6 +152,29 @@ struct AgentBinaryTest : ::testing::Test {
     return rec;
   }
 
+  // `ferryctl policy <pod> -o json` against this node's policy.json and pins.
+  nlohmann::json ferryctl_policy(const std::string& pod) {
+    net::CommandResult r = net::run_command(
+        {kFerryctl, "--state-dir", state, "--bpffs-root", bpffs_root, "policy", pod, "-o", "json"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    return nlohmann::json::parse(r.out, nullptr, false);
+  }
+
+  // Pods for the records make_record() writes, and a policy isolating b's ingress.
+  void write_policy_manifests() {
+    auto pod = [&](const std::string& name, const std::string& app, const std::string& ips) {
+      return "apiVersion: v1\nkind: Pod\nmetadata: {name: " + name + ", namespace: default, labels: {app: " + app +
+             "}}\nspec: {nodeName: " + node + ", containers: [{name: c, image: i}]}\nstatus: {phase: Running, podIPs: " +
+             ips + "}\n---\n";
+    };
+    std::ofstream(manifests + "/policy.yaml")
+        << pod("pod-aaaaaaaaaaaa", "a", "[{ip: 10.244.1.5}]")
+        << pod("pod-bbbbbbbbbbbb", "b", "[{ip: 10.244.1.6}, {ip: 'fd00:10:244:1::6'}]")
+        << "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: allow-a, namespace: default}\n"
+           "spec:\n  podSelector: {matchLabels: {app: b}}\n  ingress:\n"
+           "  - from: [{podSelector: {matchLabels: {app: a}}}]\n    ports: [{protocol: TCP, port: 80, endPort: 90}]\n";
+  }
+
   // ferry-bridge's "agentRequired" handshake, run where the plugin runs: in the node's netns.
   // (The reply goes to an autobound abstract address, and those are per network namespace.)
   void confirm_in_node(const std::string& socket, const std::string& file) {
@@ -253,19 +217,20 @@ TEST_F(AgentBinaryTest, ServesHealthReadinessMetricsAndExitsCleanlyOnSigterm) {
   EXPECT_FALSE(std::filesystem::exists(state + "/agent.sock"));
 }
 
-TEST_F(AgentBinaryTest, KubernetesDatastoreIsRefusedWithAClearMessage) {
+TEST_F(AgentBinaryTest, KubernetesDatastoreOutsideAPodWithoutKubeconfigSaysSo) {
   auto a = args("iptables");
   a[3] = "kubernetes";
   AgentProcess agent(*ns, a, tmp / "agent.log");
   int status = agent.wait_exit();
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << status;
-  EXPECT_NE(agent.log().find("not yet supported"), std::string::npos) << agent.log();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+  EXPECT_NE(agent.log().find("KUBERNETES_SERVICE_HOST"), std::string::npos) << agent.log();
 }
 
 class AgentBinaryDatapath : public AgentBinaryTest, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(AgentBinaryDatapath, ProgramsEndpointsAndRestartsWithoutKernelWrites) {
   const std::string mode = GetParam();
+  write_policy_manifests();
   auto rec = add_pod("aaaaaaaaaaaa", "10.244.1.5/24");
   {
     AgentProcess agent(*ns, args(mode), tmp / "agent1.log");
@@ -289,6 +254,15 @@ TEST_P(AgentBinaryDatapath, ProgramsEndpointsAndRestartsWithoutKernelWrites) {
     }
     EXPECT_EQ(answer, "ok") << agent.log();
     EXPECT_TRUE(has_line(get(*ns, "/metrics").body, "ferry_endpoints 2"));
+    // Its policy came with the answer: isolated ingress, in the kernel (eBPF: every entry in
+    // ferry_pol_v1).
+    EXPECT_TRUE(has_line(get(*ns, "/metrics").body, "ferry_policy_endpoints_isolated{direction=\"ingress\"} 1"));
+    nlohmann::json pol = ferryctl_policy("default/pod-bbbbbbbbbbbb");
+    ASSERT_TRUE(pol.is_object()) << pol;
+    EXPECT_EQ(pol["endpoints"][0]["ingress"]["isolated"], true) << pol.dump(2);
+    EXPECT_EQ(pol["endpoints"][0]["policies"], nlohmann::json::array({"default/allow-a"}));
+    EXPECT_EQ(pol["kernel_checked"], mode == "ebpf") << pol.dump(2);
+    EXPECT_EQ(pol["missing_in_kernel"], 0) << pol.dump(2);
     if (mode == "iptables") {
       std::string rules = ns->exec({"iptables-save", "-t", "filter"});
       EXPECT_NE(rules.find(rec.host_veth), std::string::npos) << rules;
@@ -308,6 +282,7 @@ TEST_P(AgentBinaryDatapath, ProgramsEndpointsAndRestartsWithoutKernelWrites) {
             std::string::npos)
       << agent.log();
   EXPECT_TRUE(has_line(get(*ns, "/metrics").body, "ferry_datapath_kernel_writes_total 0"));
+  EXPECT_NE(agent.log().find("first policy pass: "), std::string::npos) << agent.log();
 
   // DEL: the record goes, the agent removes the endpoint and answers.
   bridge::remove_endpoint(state + "/endpoints", rec.container_id, rec.ifname);
@@ -317,6 +292,21 @@ TEST_P(AgentBinaryDatapath, ProgramsEndpointsAndRestartsWithoutKernelWrites) {
     EXPECT_EQ(ns->exec({"iptables-save", "-t", "filter"}).find(rec.host_veth), std::string::npos);
   }
   agent.terminate();
+  if (mode != "ebpf") return;
+
+  // A policy entry lost from the kernel: ferryctl marks it MISSING; the next agent start
+  // (a full resync) puts it back.
+  std::string dump = run({"bpftool", "-j", "map", "dump", "pinned", bpffs_root + "/ferry_pol_v1"});
+  nlohmann::json keys = nlohmann::json::parse(dump, nullptr, false);
+  ASSERT_TRUE(keys.is_array() && !keys.empty()) << dump;
+  std::vector<std::string> del = {"bpftool", "map", "delete", "pinned", bpffs_root + "/ferry_pol_v1", "key", "hex"};
+  for (const auto& byte : keys[0]["key"]) del.push_back(byte.get<std::string>().substr(2));
+  run(del);
+  EXPECT_EQ(ferryctl_policy("default/pod-bbbbbbbbbbbb")["missing_in_kernel"], 1);
+  AgentProcess healer(*ns, args(mode), tmp / "agent3.log");
+  wait_ready(healer);
+  EXPECT_EQ(ferryctl_policy("default/pod-bbbbbbbbbbbb")["missing_in_kernel"], 0);
+  healer.terminate();
 }
 
 INSTANTIATE_TEST_SUITE_P(AgentBinary, AgentBinaryDatapath, ::testing::Values("iptables", "ebpf"),

@@ -14,36 +14,6 @@
 namespace ferry::agent::test {
 namespace {
 
-// A client as ferry-bridge with "agentRequired" is: an autobound datagram socket.
-class BridgeClient {
- public:
-  BridgeClient() {
-    fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_un self{};
-    self.sun_family = AF_UNIX;
-    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&self), sizeof(sa_family_t)), 0);  // autobind
-  }
-  ~BridgeClient() { close(fd_); }
-  void send(const std::string& path, const std::string& text) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size());
-    ASSERT_EQ(sendto(fd_, text.data(), text.size(), 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr),
-              static_cast<ssize_t>(text.size()));
-  }
-  // Waits (bounded) for the agent's answer; "" if none came.
-  std::string receive(int timeout_ms = 20000) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) != 1) return "";
-    char buf[4096];
-    ssize_t n = recv(fd_, buf, sizeof buf, 0);
-    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-  }
-
- private:
-  int fd_ = -1;
-};
-
 TEST(AgentSocket, RepliesToAnAutoboundSender) {
   TempDir tmp;
   registry::AgentSocket sock(tmp / "run/agent.sock");
@@ -125,25 +95,6 @@ struct AgentLoopTest : ::testing::Test {
     bridge::write_endpoint(config.endpoint_dir, rec);
     return rec;
   }
-};
-
-// Runs an agent's loop on a thread; stops and joins on destruction.
-class Running {
- public:
-  explicit Running(Agent& agent) : agent_(agent), thread_([this] { rc_ = agent_.run(); }) {}
-  ~Running() { stop(); }
-  int stop() {
-    if (thread_.joinable()) {
-      agent_.stop();
-      thread_.join();
-    }
-    return rc_;
-  }
-
- private:
-  Agent& agent_;
-  int rc_ = -1;
-  std::thread thread_;
 };
 
 TEST_F(AgentLoopTest, AddIsAnsweredAfterTheEndpointIsProgrammed) {
@@ -238,7 +189,7 @@ TEST_F(AgentLoopTest, RestartWithNothingChangedWritesNothing) {
     auto agent = make_agent();
     agent->start();
     EXPECT_EQ(agent->first_reconcile().programmed, 2u);
-    EXPECT_EQ(agent->first_reconcile().kernel_writes, 2u);
+    EXPECT_EQ(agent->first_reconcile().kernel_writes, 3u);  // two endpoints, the policy set
   }
   auto before = kernel.endpoints;
   auto agent = make_agent();
@@ -249,6 +200,7 @@ TEST_F(AgentLoopTest, RestartWithNothingChangedWritesNothing) {
   EXPECT_EQ(agent->first_reconcile().kernel_writes, 0u);
   EXPECT_EQ(kernel.endpoints, before);  // same ids, same everything
   EXPECT_EQ(agent->status().metrics().stats.kernel_writes, 0u);
+  EXPECT_EQ(kernel.policy_programs, 2);  // handed over again at start, unchanged
 }
 
 TEST_F(AgentLoopTest, DatapathSwitchCleansUpThePreviousBackendFirst) {

@@ -43,6 +43,17 @@ TEST(AgentConfig, DefaultsDeriveFromTheNodeName) {
   EXPECT_EQ(c.resync_interval, std::chrono::seconds(30));
 }
 
+TEST(AgentConfig, PolicyFlagAndKey) {
+  EXPECT_EQ(parse({"--node", "n"}).policy, "on");
+  EXPECT_EQ(parse({"--node", "n", "--policy", "off"}).policy, "off");
+  TempDir dir;
+  std::string file = write_file(dir, "agent.yaml", "node: n\npolicy: off\n");
+  EXPECT_EQ(parse({"--config", file}).policy, "off");
+  EXPECT_EQ(parse({"--config", file, "--policy", "on"}).policy, "on");  // the flag wins
+  std::string e = error_of({"--node", "n", "--policy", "maybe"});
+  EXPECT_NE(e.find("policy \"maybe\""), std::string::npos) << e;
+}
+
 TEST(AgentConfig, NodeDefaultsToTheHostname) {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
@@ -110,9 +121,15 @@ TEST(AgentConfig, YamlErrors) {
   EXPECT_EQ(parse({"--config", write_file(dir, "empty.yaml", ""), "--node", "n"}).node, "n");
 }
 
-TEST(AgentConfig, KubernetesDatastoreIsNotYetSupported) {
-  std::string err = error_of({"--datastore", "kubernetes"});
-  EXPECT_NE(err.find("not yet supported"), std::string::npos) << err;
+TEST(AgentConfig, KubernetesDatastoreWithKubeconfigOrInCluster) {
+  EXPECT_EQ(parse({"--node", "n", "--datastore", "kubernetes"}).kubeconfig, "");  // in-cluster
+  EXPECT_EQ(parse({"--node", "n", "--datastore", "kubernetes", "--kubeconfig", "/k/config"}).kubeconfig, "/k/config");
+  TempDir dir;
+  AgentConfig c = parse({"--config", write_file(dir, "a.yaml", "node: n\ndatastore: kubernetes\nkubeconfig: /k/c\n")});
+  EXPECT_EQ(c.datastore, "kubernetes");
+  EXPECT_EQ(c.kubeconfig, "/k/c");
+  std::string err = error_of({"--datastore", "dir:/m", "--kubeconfig", "/k/config"});
+  EXPECT_NE(err.find("only used with --datastore kubernetes"), std::string::npos) << err;
 }
 
 TEST(AgentConfig, BadValuesAreErrorsNamingTheValue) {

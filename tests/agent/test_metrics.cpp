@@ -25,6 +25,16 @@ MetricsSnapshot sample() {
   m.stats.maps["ferry_ct_v1"] = {12, 262144};
   m.stats.maps["ferry_ep_v1"] = {6, 65536};
   m.cluster_objects = {{"Pod", 4}, {"Node", 2}};
+  m.policy_identities = 9;
+  m.policy_ipcache_entries = 14;
+  m.policy_entries_ingress = 21;
+  m.policy_entries_egress = 4;
+  m.policy_isolated_ingress = 2;
+  m.policy_isolated_egress = 1;
+  m.policy_applies_total = 6;
+  m.policy_errors_total = 1;
+  m.policy_compile_duration.observe(0.002);
+  m.policy_apply_duration.observe(0.0004);
   return m;
 }
 
@@ -73,6 +83,23 @@ TEST(Metrics, Values) {
   EXPECT_TRUE(has_line(text, "ferry_bpf_map_capacity{map=\"ferry_ct_v1\"} 262144"));
   EXPECT_TRUE(has_line(text, "ferry_cluster_objects{kind=\"Pod\"} 4"));
   EXPECT_TRUE(has_line(text, "ferry_datapath_info{mode=\"ebpf\"} 1"));
+}
+
+TEST(Metrics, PolicyValues) {
+  std::string text = render_metrics(sample());
+  EXPECT_TRUE(has_line(text, "ferry_policy_enforced 1")) << text;
+  EXPECT_TRUE(has_line(text, "ferry_policy_identities 9"));
+  EXPECT_TRUE(has_line(text, "ferry_policy_ipcache_entries 14"));
+  EXPECT_TRUE(has_line(text, "ferry_policy_entries{direction=\"ingress\"} 21"));
+  EXPECT_TRUE(has_line(text, "ferry_policy_entries{direction=\"egress\"} 4"));
+  EXPECT_TRUE(has_line(text, "ferry_policy_endpoints_isolated{direction=\"ingress\"} 2"));
+  EXPECT_TRUE(has_line(text, "ferry_policy_endpoints_isolated{direction=\"egress\"} 1"));
+  EXPECT_TRUE(has_line(text, "ferry_policy_applies_total 6"));
+  EXPECT_TRUE(has_line(text, "ferry_policy_errors_total 1"));
+  EXPECT_TRUE(has_line(text, "ferry_policy_compile_seconds_bucket{le=\"0.005\"} 1"));
+  EXPECT_TRUE(has_line(text, "ferry_policy_compile_seconds_bucket{le=\"0.001\"} 0"));
+  EXPECT_TRUE(has_line(text, "ferry_policy_apply_seconds_bucket{le=\"0.0005\"} 1"));
+  EXPECT_TRUE(has_line(text, "ferry_policy_apply_seconds_count 1"));
 }
 
 TEST(Metrics, HistogramBucketsAreCumulative) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 namespace ferry::test {
 
@@ -44,5 +45,31 @@ class TestNetns {
  private:
   std::string name_;
 };
+
+// A program started inside a network namespace the way the harness runs the agent (setns into
+// the namespace's network only, keeping the host mount namespace and so bpffs), stdout and
+// stderr appended to `log`. Killed (SIGKILL) on destruction if still running.
+class NetnsProcess {
+ public:
+  NetnsProcess(const std::string& netns_path, std::vector<std::string> argv, std::string log);
+  ~NetnsProcess();
+  NetnsProcess(const NetnsProcess&) = delete;
+  NetnsProcess& operator=(const NetnsProcess&) = delete;
+  bool running();
+  // SIGTERM and wait (bounded, then SIGKILL); returns the wait status.
+  int terminate();
+  // Waits (bounded: 30 s, then SIGKILL) for the process to exit by itself; returns the wait status.
+  int wait_exit();
+  std::string log() const;
+
+ private:
+  std::string log_;
+  int pid_ = -1;
+  bool exited_ = false;
+  int status_ = -1;
+};
+
+// Whether `text` has a line exactly equal to `line` (Prometheus metrics, logs).
+bool has_line(const std::string& text, const std::string& line);
 
 }  // namespace ferry::test
