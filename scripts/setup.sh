@@ -16,6 +16,7 @@ packages=(
   # tests, interop and benchmarks
   containernetworking-plugins iputils-ping netcat-openbsd tcpdump conntrack
   podman runc busybox-static uidmap hyperfine python3 jq iperf3 util-linux curl
+  openssl  # tests/k8s: the fake API server's test CA and certificate
 )
 
 missing=()

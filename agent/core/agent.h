@@ -4,7 +4,8 @@
 // Data flow: cluster-state source -> ClusterState; endpoint records -> EndpointRegistry ->
 // desired endpoints; Reconciler diffs them against what the backend has installed and applies
 // the difference. ClusterState's Node objects -> overlay plan -> overlay::Applier (kernel) ->
-// Dataplane::program_overlay, and the node's CNI conflist. Everything below the loop is replaceable (ClusterFeed, Dataplane, LinkLookup)
+// Dataplane::program_overlay, and the node's CNI conflist. ClusterState + the registry's pods +
+// the node's addresses -> policy::compile -> Dataplane::program_policy (policy_sync.cpp). Everything below the loop is replaceable (ClusterFeed, Dataplane, LinkLookup)
 // so the control logic is tested without a kernel.
 //
 // Errors: configuration problems throw ConfigError (message names the flag or YAML key);
@@ -23,8 +24,11 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "agent/dataplane/dataplane.h"
 #include "agent/overlay/overlay.h"
+#include "policy/policy.h"
 
 namespace ferry::registry {
 class EndpointRegistry;
@@ -48,6 +52,7 @@ struct AgentConfig {
   std::string node;                 // default: hostname
   std::string datastore = "dir:/etc/ferry/manifests";
   std::string manifest_dir;         // from datastore "dir:PATH"
+  std::string kubeconfig;           // datastore "kubernetes": this file; "" = in-cluster config
   std::string datapath = "auto";    // ebpf | iptables | auto
   std::string bpffs_root;           // default /sys/fs/bpf/ferry/<node>
   std::string state_dir;            // default /run/ferry/<node>
@@ -66,11 +71,12 @@ struct AgentConfig {
   std::string cni_conflist;         // "" = do not write the node's conflist
   std::string cni_network = "ferry";
   std::string ipam_dir = "/var/lib/cni/networks";
+  std::string policy = "on";        // on | off: enforce NetworkPolicy (PolicySet::enforce)
 };
 
 // Parses argv (argv[0] is the program name). Returns nullopt after printing --help or
-// --version to `out` (exit 0). Throws ConfigError for unknown flags, unknown YAML keys, bad
-// values, and the not-yet-supported "kubernetes" datastore.
+// --version to `out` (exit 0). Throws ConfigError for unknown flags, unknown YAML keys and bad
+// values.
 std::optional<AgentConfig> parse_config(const std::vector<std::string>& argv, std::string* out = nullptr);
 // "30s", "500ms", "2m", "1h" or a plain number of seconds. Throws ConfigError naming `what`.
 std::chrono::milliseconds parse_duration(const std::string& text, const std::string& what);
@@ -133,6 +139,18 @@ struct MetricsSnapshot {
   uint64_t overlay_remote_nodes = 0;    // remote nodes the overlay routes to
   uint64_t overlay_kernel_writes = 0;   // overlay kernel writes since start
   uint64_t overlay_errors_total = 0;    // overlay passes that failed
+  // NetworkPolicy (as of the last successful policy pass)
+  bool policy_enforced = true;
+  uint64_t policy_identities = 0;
+  uint64_t policy_ipcache_entries = 0;
+  uint64_t policy_entries_ingress = 0;     // allow entries over all local endpoints
+  uint64_t policy_entries_egress = 0;
+  uint64_t policy_isolated_ingress = 0;    // local endpoints isolated in that direction
+  uint64_t policy_isolated_egress = 0;
+  uint64_t policy_applies_total = 0;       // program_policy calls
+  uint64_t policy_errors_total = 0;        // policy passes that failed
+  Histogram policy_compile_duration;       // every pass
+  Histogram policy_apply_duration;         // passes that called program_policy
 };
 // Prometheus text exposition format 0.0.4.
 std::string render_metrics(const MetricsSnapshot& m);
@@ -184,12 +202,39 @@ class ClusterFeed {
   virtual int fd() const = 0;  // readable when the source changed; -1 = nothing to watch
   // Drains the fd; returns true when the cluster state changed.
   virtual bool handle_events() = 0;
-  virtual std::map<std::string, uint64_t> object_counts() const = 0;
+  // Objects per kind; the default counts state() (empty when it is nullptr).
+  virtual std::map<std::string, uint64_t> object_counts() const;
   // The cluster state itself (the overlay plans from its Node objects); nullptr = not available.
   virtual const model::ClusterState* state() const { return nullptr; }
 };
 // ManifestDirSource + ClusterState (agent/source, agent/model).
 std::unique_ptr<ClusterFeed> make_manifest_feed(const std::string& dir);
+// The Kubernetes API (agent/k8s): `kubeconfig` or, when empty, the in-cluster service account.
+// Throws AgentError when that configuration is unusable; load() throws when the API cannot be
+// reached within a bounded wait.
+std::unique_ptr<ClusterFeed> make_kubernetes_feed(const std::string& kubeconfig);
+
+// ---------------------------------------------------------------------------------------
+// NetworkPolicy: cluster state + local endpoints + the node's addresses -> policy::compile()
+// -> Dataplane::program_policy(), only when the compiled set changed (full resyncs re-apply).
+// Identities persist in <state_dir>/identities.json; <state_dir>/policy.json (written
+// atomically, only when it changes) tells ferryctl what each endpoint enforces.
+
+// Every address of the calling thread's network namespace (the node's), over netlink: the
+// Host identity. Throws net::Error.
+std::vector<net::Ip> node_addresses();
+
+struct PolicyFileContext {
+  std::string node;
+  std::string datapath;    // "ebpf" / "iptables"
+  std::string bpffs_root;  // where ferryctl finds ferry_pol_v1 in eBPF mode
+};
+// The content of policy.json: {node, datapath, bpffs_root, enforce, endpoints: [{endpoint_id,
+// pod, ips, policies, ingress: {isolated, entries: [{peer, proto, port_first, port_last}]},
+// egress: {...}}], identities: [{identity, info: IdentityInfo::to_json()}], ipcache: [{prefix,
+// identity}]}. Every local endpoint is listed; one without a known pod is not isolated. Pure.
+nlohmann::json policy_file_json(const policy::CompileResult& compiled,
+                                const std::vector<policy::LocalEndpoint>& endpoints, const PolicyFileContext& ctx);
 
 // ---------------------------------------------------------------------------------------
 // Backends
@@ -211,6 +256,9 @@ class Agent {
     std::string mode;         // resolved: "ebpf" or "iptables"
     // The overlay's kernel side; nullptr = the agent leaves the overlay alone (tests).
     std::unique_ptr<overlay::Applier> overlay;
+    // The node's own addresses (Host identity), read at every policy pass; nullptr = none
+    // besides the Node object's InternalIPs (tests). ferry-agent passes node_addresses.
+    std::function<std::vector<net::Ip>()> host_addresses;
   };
   Agent(AgentConfig config, Parts parts);
   ~Agent();
@@ -244,6 +292,12 @@ class Agent {
   // logged and counted; the next resync (or the next 5 s tick after an error) retries.
   void sync_overlay(const char* why);
   void write_conflist(const overlay::OverlayPlan& plan);
+  // Compiles the node's policy and calls backend->program_policy() when the set differs from
+  // the last one applied (always with `force`). Errors are logged, counted, make /readyz 503
+  // and are retried at the next 5 s tick; returns the error ("" = ok).
+  std::string sync_policy(const char* why, bool force = false);
+  void load_identities();
+  void update_ready();
 
   AgentConfig config_;
   Parts parts_;
@@ -258,7 +312,14 @@ class Agent {
   std::vector<std::string> overlay_skipped_;  // last logged, so each problem is logged once
   bool overlay_waiting_logged_ = false;
   std::optional<overlay::OverlayPlan> applied_plan_;  // last plan applied without error
+  policy::IdentityAllocator identities_;
+  std::optional<dataplane::PolicySet> applied_policy_;  // last set program_policy() accepted
+  std::string identities_written_;  // identities.json / policy.json as last written
+  std::string policy_file_written_;
+  bool policy_ok_ = true;
+  std::string policy_error_;
   bool last_reconcile_ok_ = false;
+  bool started_ = false;  // start() finished: /readyz may say 200 (update_ready())
   std::string last_error_;
   std::chrono::steady_clock::time_point next_resync_{};
 };

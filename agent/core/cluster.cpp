@@ -53,12 +53,6 @@ class ManifestFeed : public ClusterFeed {
     return changed;
   }
 
-  std::map<std::string, uint64_t> object_counts() const override {
-    std::map<std::string, uint64_t> out;
-    for (const model::KindCount& c : state_.counts()) out[std::string(model::kind_name(c.kind))] = c.count;
-    return out;
-  }
-
   const model::ClusterState* state() const override { return &state_; }
 
  private:
@@ -67,6 +61,13 @@ class ManifestFeed : public ClusterFeed {
 };
 
 }  // namespace
+
+std::map<std::string, uint64_t> ClusterFeed::object_counts() const {
+  std::map<std::string, uint64_t> out;
+  if (const model::ClusterState* s = state())
+    for (const model::KindCount& c : s->counts()) out[std::string(model::kind_name(c.kind))] = c.count;
+  return out;
+}
 
 std::unique_ptr<ClusterFeed> make_manifest_feed(const std::string& dir) { return std::make_unique<ManifestFeed>(dir); }
 

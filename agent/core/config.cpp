@@ -20,10 +20,11 @@ struct Settings {
   std::map<std::string, std::string> values;
 };
 
-constexpr std::array<const char*, 18> kKeys = {
+constexpr auto kKeys = std::to_array<const char*>({
     "node",      "datastore",  "datapath",   "bpffs-root",         "state-dir",    "endpoint-dir",
     "agent-socket", "listen",  "log-level",  "resync-interval",    "overlay",      "vxlan-vni",
-    "vxlan-port", "underlay-interface", "mtu", "cni-conflist",     "cni-network",  "ipam-dir"};
+    "vxlan-port", "underlay-interface", "mtu", "cni-conflist",     "cni-network",  "ipam-dir",
+    "policy",    "kubeconfig"});
 
 std::string known_keys() {
   std::string out;
@@ -63,11 +64,12 @@ std::string hostname() {
 void validate(AgentConfig& c) {
   if (c.node.empty() || c.node.find('/') != std::string::npos || c.node == "." || c.node == "..")
     throw ConfigError("node name \"" + c.node + "\" is not usable (it names directories: no '/', not empty)");
-  if (c.datastore == "kubernetes")
-    throw ConfigError("datastore \"kubernetes\" is not yet supported; use --datastore dir:PATH (a manifest directory)");
-  if (!c.datastore.starts_with("dir:") || c.datastore.size() == 4)
-    throw ConfigError("datastore \"" + c.datastore + "\" is not understood; use dir:PATH");
-  c.manifest_dir = c.datastore.substr(4);
+  if (c.datastore != "kubernetes") {
+    if (!c.datastore.starts_with("dir:") || c.datastore.size() == 4)
+      throw ConfigError("datastore \"" + c.datastore + "\" is not understood; use dir:PATH or kubernetes");
+    c.manifest_dir = c.datastore.substr(4);
+    if (!c.kubeconfig.empty()) throw ConfigError("kubeconfig is only used with --datastore kubernetes");
+  }
   if (c.datapath != "ebpf" && c.datapath != "iptables" && c.datapath != "auto")
     throw ConfigError("datapath \"" + c.datapath + "\" is not one of ebpf, iptables, auto");
   static const std::array<const char*, 7> levels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
@@ -78,6 +80,7 @@ void validate(AgentConfig& c) {
   if (c.overlay != "vxlan" && c.overlay != "none")
     throw ConfigError("overlay \"" + c.overlay + "\" is not one of vxlan, none");
   if (c.cni_network.empty()) throw ConfigError("cni-network must not be empty");
+  if (c.policy != "on" && c.policy != "off") throw ConfigError("policy \"" + c.policy + "\" is not one of on, off");
 }
 
 // A whole number in [lo, hi]; throws ConfigError naming the setting.
@@ -136,7 +139,8 @@ std::optional<AgentConfig> parse_config(const std::vector<std::string>& argv, st
       ->check(CLI::ExistingFile);
   app.add_flag("--version", version, "print the version and exit");
   add("node", "node name (default: the hostname)");
-  add("datastore", "where cluster state comes from: dir:PATH (manifest directory); kubernetes (not yet supported)");
+  add("datastore", "where cluster state comes from: dir:PATH (manifest directory) or kubernetes (the API server)");
+  add("kubeconfig", "with --datastore kubernetes: kubeconfig file (default: in-cluster service account)");
   add("datapath", "ebpf | iptables | auto (eBPF when the kernel supports it)");
   add("bpffs-root", "pin directory of this node's BPF maps (default /sys/fs/bpf/ferry/<node>)");
   add("state-dir", "runtime state directory (default /run/ferry/<node>)");
@@ -153,6 +157,7 @@ std::optional<AgentConfig> parse_config(const std::vector<std::string>& argv, st
   add("cni-conflist", "write this node's CNI conflist here, from its Node's pod CIDRs (default: not written)");
   add("cni-network", "network name in the written conflist (default ferry)");
   add("ipam-dir", "ferry-host-local dataDir in the written conflist (default /var/lib/cni/networks)");
+  add("policy", "on | off: enforce NetworkPolicy (off: every flow is allowed) (default on)");
 
   std::vector<const char*> cargs;
   for (const std::string& a : argv) cargs.push_back(a.c_str());
@@ -181,6 +186,7 @@ std::optional<AgentConfig> parse_config(const std::vector<std::string>& argv, st
   };
   get("node", c.node);
   get("datastore", c.datastore);
+  get("kubeconfig", c.kubeconfig);
   get("datapath", c.datapath);
   get("bpffs-root", c.bpffs_root);
   get("state-dir", c.state_dir);
@@ -201,6 +207,7 @@ std::optional<AgentConfig> parse_config(const std::vector<std::string>& argv, st
   get("cni-conflist", c.cni_conflist);
   get("cni-network", c.cni_network);
   get("ipam-dir", c.ipam_dir);
+  get("policy", c.policy);
   if (c.node.empty() && !merged.values.count("node")) c.node = hostname();
   validate(c);
   if (c.bpffs_root.empty()) c.bpffs_root = "/sys/fs/bpf/ferry/" + c.node;

@@ -54,10 +54,11 @@ int run(int argc, char** argv) {
     AgentConfig cfg = *config;
     Agent::Parts parts;
     parts.mode = mode;
-    parts.cluster = make_manifest_feed(cfg.manifest_dir);
+    parts.cluster = cfg.datastore == "kubernetes" ? make_kubernetes_feed(cfg.kubeconfig) : make_manifest_feed(cfg.manifest_dir);
     parts.registry = std::make_unique<ferry::registry::EndpointRegistry>(cfg.endpoint_dir, cfg.state_dir);
     parts.backends = [cfg](const std::string& m) { return make_backend(m, cfg); };
     parts.overlay = std::make_unique<ferry::overlay::KernelOverlay>();  // in this (the node's) netns
+    parts.host_addresses = node_addresses;  // the Host identity: this netns's addresses
     Agent agent(cfg, std::move(parts));
     // Before start(): /healthz answers during a long first sync; /readyz says what it waits for.
     HttpServer http(parse_listen(cfg.listen), agent.status());
