@@ -19,8 +19,15 @@ usage: cluster.sh [--cluster NAME] <command> [args]     (NAME default: $FERRY_CL
      [--vxlan-port P] [--bin DIR] [--no-agent]          (N default 3)
   add-node [--datapath MODE]       a new node (next free index) joins the running cluster
   remove-node <i>                  DEL its pods, stop its agent, delete its Node and netns
-  add-pod <node-index> <namespace> <pod> [--labels k=v,...]
+  add-pod <node-index> <namespace> <pod> [--labels k=v,...] [--ports SPEC] [--add-ports SPEC]
+        SPEC: <port>/<tcp|udp|sctp>[=<name>],...  (default: 80 and 81 on tcp, udp, sctp,
+        named serve-<port>-<proto>); the pod serves and declares exactly these ports
   del-pod <namespace> <pod>
+  label-pod <ns>/<pod> <k=v,...|->   replace a pod's labels (its manifest is rewritten)
+  label-ns <ns> <k=v,...|->          replace a namespace's labels (kubernetes.io/metadata.name stays)
+  apply <file>...      copy manifests (JSON or YAML) into the manifest directory as applied-<file name>
+  delete <file>...     remove what apply copied (by the same file name)
+  sync [--timeout S]   wait until every agent has handled every manifest written before (a barrier)
   probe <src> <dst> <tcp|udp|sctp|icmp> [port] [--6] [--timeout-ms MS] [-o json]
         src: <ns>/<pod> | node:<i> | underlay;  dst: <ns>/<pod> | node:<i> | underlay | IP
   matrix [--proto tcp,udp,sctp,icmp] [--port 80] [--family 4|6|4,6] [--timeout-ms MS]
@@ -150,12 +157,17 @@ write_conflist() {
 
 # A probe server in a netns answering on 80/81 (TCP, UDP, SCTP), plus a stream sink (5001)
 # and a request/response echo (5002). It answers with `name`, so probes see who answered.
+# $3..$5 (optional): the TCP, UDP and SCTP ports, comma-separated (default 80,81 each; "" none).
 start_probe_server() {
-  local ns=$1 name=$2 pidfile="$FH_STATE/pids/$1.probe.pid" i
+  local ns=$1 name=$2 tcp=${3-80,81} udp=${4-80,81} sctp=${5-80,81} pidfile="$FH_STATE/pids/$1.probe.pid" i
+  local serve=()
+  [[ -n $tcp ]] && serve+=(--tcp "$tcp")
+  [[ -n $udp ]] && serve+=(--udp "$udp")
+  [[ -n $sctp ]] && serve+=(--sctp "$sctp")
   rm -f "$pidfile.ready"
   mkdir -p "$FH_STATE/pids"
   setsid nsenter --net="/run/netns/$ns" "$FH_BIN/ferry-probe" serve --name "$name" \
-    --tcp 80,81 --udp 80,81 --sctp 80,81 --sink 5001 --rr 5002 --pidfile "$pidfile.ready" \
+    "${serve[@]}" --sink 5001 --rr 5002 --pidfile "$pidfile.ready" \
     >>"$FH_STATE/logs/$ns.probe.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   for ((i = 0; i < 200; i++)); do
@@ -367,9 +379,36 @@ cmd_remove_node() {
 ensure_namespace_manifest() {
   local ns=$1 file="$FH_MANIFESTS/namespace-$1.json"
   [[ -f $file ]] && return 0
-  jq -n --arg ns "$ns" '{apiVersion: "v1", kind: "Namespace",
-      metadata: {name: $ns, labels: {"kubernetes.io/metadata.name": $ns}}}' | fh_write_atomic "$file"
+  write_namespace_manifest "$ns" '{}'
 }
+
+# The API server sets kubernetes.io/metadata.name on every namespace; it cannot be changed.
+write_namespace_manifest() {
+  local ns=$1 labels=$2
+  jq -n --arg ns "$ns" --argjson labels "$labels" '{apiVersion: "v1", kind: "Namespace",
+      metadata: {name: $ns, labels: ($labels + {"kubernetes.io/metadata.name": $ns})}}' |
+    fh_write_atomic "$FH_MANIFESTS/namespace-$ns.json"
+}
+
+# Container ports "80/tcp=serve-80-tcp,82/udp" -> JSON [{name, containerPort, protocol}]
+# (name "" = unnamed). The default: 80 and 81 on TCP, UDP and SCTP, named serve-<port>-<proto>.
+readonly DEFAULT_POD_PORTS="80/tcp=serve-80-tcp,80/udp=serve-80-udp,80/sctp=serve-80-sctp,81/tcp=serve-81-tcp,81/udp=serve-81-udp,81/sctp=serve-81-sctp"
+ports_json() {
+  local text=$1 item items=()
+  local IFS=,
+  for item in $text; do
+    if ! [[ $item =~ ^([0-9]+)/(tcp|udp|sctp)(=([a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?))?$ ]] ||
+      ((BASH_REMATCH[1] < 1 || BASH_REMATCH[1] > 65535)); then
+      fh_die "port \"$item\" is not <port>/<tcp|udp|sctp>[=<name>] (name: an IANA service name, at most 15 characters)"
+    fi
+    items+=("${BASH_REMATCH[1]} ${BASH_REMATCH[2]^^} ${BASH_REMATCH[4]}")
+  done
+  printf '%s\n' "${items[@]}" | jq -R -s -c '[split("\n")[] | select(. != "") | split(" ")
+      | {name: .[2], containerPort: (.[0] | tonumber), protocol: .[1]}]'
+}
+
+# The comma-separated port list of one protocol in a ports JSON (for ferry-probe serve).
+ports_of() { jq -r --arg p "$2" '[.[] | select(.protocol == $p) | .containerPort] | unique | map(tostring) | join(",")' <<<"$1"; }
 
 # labels "k=v,k2=v2" -> JSON object
 labels_json() {
@@ -383,17 +422,16 @@ labels_json() {
 }
 
 # The Pod object as a kubelet would report it; ip4/ip6 empty = not yet networked (Pending).
+# ports: JSON from ports_json.
 write_pod_manifest() {
-  local node=$1 ns=$2 pod=$3 uid=$4 labels=$5 ip4=${6:-} ip6=${7:-}
+  local node=$1 ns=$2 pod=$3 uid=$4 labels=$5 ports=$6 ip4=${7:-} ip6=${8:-}
   jq -n --arg node "$node" --arg ns "$ns" --arg pod "$pod" --arg uid "$uid" --argjson labels "$labels" \
-    --arg ip4 "$ip4" --arg ip6 "$ip6" '
-    def port(n; p): {name: "serve-\(n)-\(p | ascii_downcase)", containerPort: n, protocol: p};
+    --argjson ports "$ports" --arg ip4 "$ip4" --arg ip6 "$ip6" '
     {apiVersion: "v1", kind: "Pod",
      metadata: {name: $pod, namespace: $ns, uid: $uid, labels: $labels},
      spec: {nodeName: $node,
             containers: [{name: "probe", image: "ferry-probe",
-                          ports: [port(80; "TCP"), port(80; "UDP"), port(80; "SCTP"),
-                                  port(81; "TCP"), port(81; "UDP"), port(81; "SCTP")]}]},
+                          ports: [$ports[] | if .name == "" then del(.name) else . end]}]},
      status: (if $ip4 == "" and $ip6 == "" then {phase: "Pending"} else
               {phase: "Running", podIP: (if $ip4 != "" then $ip4 else $ip6 end),
                podIPs: [($ip4, $ip6) | select(. != "") | {ip: .}],
@@ -409,12 +447,14 @@ cnitool() {
 }
 
 cmd_add_pod() {
-  (($# >= 3)) || fh_die "usage: add-pod <node-index> <namespace> <pod> [--labels k=v,...]"
-  local i=$1 ns=$2 pod=$3 labels=""
+  (($# >= 3)) || fh_die "usage: add-pod <node-index> <namespace> <pod> [--labels k=v,...] [--ports SPEC] [--add-ports SPEC]"
+  local i=$1 ns=$2 pod=$3 labels="" ports=$DEFAULT_POD_PORTS
   shift 3
   while (($#)); do
     case $1 in
       --labels) labels=$2; shift 2 ;;
+      --ports) ports=$2; shift 2 ;;
+      --add-ports) ports+=",$2"; shift 2 ;;
       *) fh_die "add-pod: unknown argument \"$1\"" ;;
     esac
   done
@@ -422,7 +462,8 @@ cmd_add_pod() {
   node_index_ok "$i"
   fh_valid_label "$ns" || fh_die "namespace \"$ns\" is not a DNS label"
   fh_valid_label "$pod" || fh_die "pod name \"$pod\" is not a DNS label"
-  local node netns uid labels_obj state result ip4 ip6
+  local node netns uid labels_obj ports_obj state result ip4 ip6
+  ports_obj=$(ports_json "$ports")
   node=$(fh_node "$i")
   netns=$(fh_pod_netns "$ns" "$pod")
   state=$(fh_pod_state "$ns" "$pod")
@@ -431,7 +472,7 @@ cmd_add_pod() {
   uid=$(</proc/sys/kernel/random/uuid)
 
   ensure_namespace_manifest "$ns"
-  write_pod_manifest "$node" "$ns" "$pod" "$uid" "$labels_obj"  # scheduled, not yet networked
+  write_pod_manifest "$node" "$ns" "$pod" "$uid" "$labels_obj" "$ports_obj"  # scheduled, not yet networked
   ip netns add "$netns"
   ip -n "$netns" link set lo up
   if ! result=$(cnitool "$node" add ferry "/run/netns/$netns" --container-id "$netns" \
@@ -443,11 +484,13 @@ cmd_add_pod() {
   ip4=$(jq -r '[.ips[].address | select(contains(".")) | split("/")[0]][0] // ""' <<<"$result")
   ip6=$(jq -r '[.ips[].address | select(contains(":")) | split("/")[0]][0] // ""' <<<"$result")
   jq -n --arg node "$node" --argjson index "$i" --arg ns "$ns" --arg pod "$pod" --arg netns "$netns" \
-    --arg ip4 "$ip4" --arg ip6 "$ip6" --arg uid "$uid" \
-    '{node: $node, nodeIndex: $index, namespace: $ns, pod: $pod, netns: $netns, ip4: $ip4, ip6: $ip6, uid: $uid}' |
+    --arg ip4 "$ip4" --arg ip6 "$ip6" --arg uid "$uid" --argjson labels "$labels_obj" --argjson ports "$ports_obj" \
+    '{node: $node, nodeIndex: $index, namespace: $ns, pod: $pod, netns: $netns, ip4: $ip4, ip6: $ip6, uid: $uid,
+      labels: $labels, ports: $ports}' |
     fh_write_atomic "$state"
-  write_pod_manifest "$node" "$ns" "$pod" "$uid" "$labels_obj" "$ip4" "$ip6"
-  start_probe_server "$netns" "$ns/$pod"
+  write_pod_manifest "$node" "$ns" "$pod" "$uid" "$labels_obj" "$ports_obj" "$ip4" "$ip6"
+  start_probe_server "$netns" "$ns/$pod" "$(ports_of "$ports_obj" TCP)" "$(ports_of "$ports_obj" UDP)" \
+    "$(ports_of "$ports_obj" SCTP)"
   echo "$ns/$pod on $node: $ip4 $ip6"
 }
 
@@ -473,6 +516,96 @@ cmd_del_pod() {
   [[ -f $state ]] || fh_die "no pod $1/$2 in cluster $FH_CLUSTER"
   remove_pod "$1" "$2" "$(jq -r .node "$state")"
   echo "$1/$2 deleted"
+}
+
+# labels "k=v,..." or "-" (none) -> JSON object
+labels_arg() { if [[ $1 == - ]]; then echo '{}'; else labels_json "$1"; fi; }
+
+# A label change as the API server would make it: the Pod object is rewritten, nothing else
+# (no CNI call, the pod keeps its IPs and its probe server).
+cmd_label_pod() {
+  (($# == 2)) || fh_die "usage: label-pod <ns>/<pod> <k=v,...|->"
+  [[ $1 =~ ^([^/]+)/([^/]+)$ ]] || fh_die "\"$1\" is not <namespace>/<pod>"
+  local ns=${BASH_REMATCH[1]} pod=${BASH_REMATCH[2]} state labels_obj ports_obj
+  fh_require_cluster
+  state=$(fh_pod_state "$ns" "$pod")
+  [[ -f $state ]] || fh_die "no pod $ns/$pod in cluster $FH_CLUSTER"
+  labels_obj=$(labels_arg "$2")
+  ports_obj=$(jq -c '.ports // empty' "$state")
+  # Pods added by an older harness have no ports in their state: the fixed set it declared.
+  [[ -n $ports_obj ]] || ports_obj=$(ports_json "$DEFAULT_POD_PORTS")
+  jq --argjson labels "$labels_obj" '.labels = $labels' "$state" | fh_write_atomic "$state"
+  write_pod_manifest "$(jq -r .node "$state")" "$ns" "$pod" "$(jq -r .uid "$state")" "$labels_obj" \
+    "$ports_obj" "$(jq -r .ip4 "$state")" "$(jq -r .ip6 "$state")"
+  echo "$ns/$pod labels $labels_obj"
+}
+
+cmd_label_ns() {
+  (($# == 2)) || fh_die "usage: label-ns <ns> <k=v,...|->"
+  fh_require_cluster
+  fh_valid_label "$1" || fh_die "namespace \"$1\" is not a DNS label"
+  local labels_obj
+  labels_obj=$(labels_arg "$2")
+  write_namespace_manifest "$1" "$labels_obj"
+  echo "namespace $1 labels $(jq -c .metadata.labels "$FH_MANIFESTS/namespace-$1.json")"
+}
+
+applied_path() { echo "$FH_MANIFESTS/applied-$(basename "$1")"; }
+
+cmd_apply() {
+  (($#)) || fh_die "usage: apply <file>..."
+  fh_require_cluster
+  local f
+  for f in "$@"; do
+    [[ -f $f ]] || fh_die "apply: no file \"$f\""
+    fh_write_atomic "$(applied_path "$f")" <"$f"
+  done
+}
+
+cmd_delete() {
+  (($#)) || fh_die "usage: delete <file>..."
+  fh_require_cluster
+  local f
+  for f in "$@"; do rm -f "$(applied_path "$f")"; done
+}
+
+# A barrier: the agents handle manifest changes in order, and publish their object counts only
+# after the policy pass of that change. So toggling a pod-less Namespace manifest and waiting
+# until every agent counts the Namespaces that are now on disk means every change written
+# before was handled (compiled and programmed) by every agent.
+readonly SYNC_NAMESPACE=fh-sync
+namespace_count_on_disk() {
+  # The harness writes JSON with jq ("kind": "Namespace"); one grep, not a jq per file.
+  grep -lE '"kind": *"Namespace"' "$FH_MANIFESTS"/*.json 2>/dev/null | wc -l
+}
+agent_namespace_count() {
+  fh_in "$(fh_node "$1")" curl -sf --max-time 1 "http://127.0.0.1:$FH_AGENT_PORT/metrics" 2>/dev/null |
+    awk '$1 == "ferry_cluster_objects{kind=\"Namespace\"}" {print $2}'
+}
+cmd_sync() {
+  local timeout=10
+  while (($#)); do
+    case $1 in
+      --timeout) timeout=$2; shift 2 ;;
+      *) fh_die "sync: unknown argument \"$1\"" ;;
+    esac
+  done
+  fh_require_cluster
+  ((FH_AGENT)) || return 0
+  local barrier="$FH_MANIFESTS/namespace-$SYNC_NAMESPACE.json" want i lagging deadline
+  if [[ -e $barrier ]]; then rm -f "$barrier"; else write_namespace_manifest "$SYNC_NAMESPACE" '{}'; fi
+  want=$(namespace_count_on_disk)
+  deadline=$((SECONDS + timeout))
+  while :; do
+    lagging=""
+    for i in $FH_NODE_IDS; do
+      [[ $(agent_namespace_count "$i") == "$want" ]] || lagging+=" node:$i"
+    done
+    [[ -z $lagging ]] && return 0
+    ((SECONDS < deadline)) ||
+      fh_die "sync: after ${timeout}s these agents have not handled the manifest directory (want $want Namespaces in /metrics):$lagging"
+    sleep 0.02
+  done
 }
 
 # --- addressing targets -----------------------------------------------------------------
@@ -849,6 +982,11 @@ main() {
     overlay) cmd_overlay "$@" ;;
     add-pod) cmd_add_pod "$@" ;;
     del-pod) cmd_del_pod "$@" ;;
+    label-pod) cmd_label_pod "$@" ;;
+    label-ns) cmd_label_ns "$@" ;;
+    apply) cmd_apply "$@" ;;
+    delete) cmd_delete "$@" ;;
+    sync) cmd_sync "$@" ;;
     probe) cmd_probe "$@" ;;
     matrix) cmd_matrix "$@" ;;
     restart-agent) cmd_restart_agent "$@" ;;

@@ -1,4 +1,4 @@
-// ferry-probe: traffic tool for pods (see probe.h). Subcommands: serve, connect, stream, rr.
+// ferry-probe: traffic tool for pods (see probe.h). Subcommands: serve, connect, batch, stream, rr.
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -81,6 +81,12 @@ int main(int argc, char** argv) {
   rr->add_option("--duration", duration, "seconds")->check(CLI::Range(0.1, 86400.0));
   rr->add_option("--timeout-ms", timeout_ms, "per-transaction timeout")->check(CLI::Range(1, 600000));
 
+  int parallel = 256;
+  auto* batch = app.add_subcommand(
+      "batch", "probes from stdin, one \"<id> <proto> <ip> <port>\" per line, all at once; one JSON line each");
+  batch->add_option("--timeout-ms", timeout_ms, "how long each probe waits for an answer")->check(CLI::Range(1, 600000));
+  batch->add_option("--parallel", parallel, "probes in flight at most")->check(CLI::Range(1, 4096));
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -102,6 +108,12 @@ int main(int argc, char** argv) {
                               : "FAILED " + proto + " " + where + ": " + r.error;
       print(r.to_json(), output == "json", text);
       return r.ok ? 0 : 1;
+    }
+    if (batch->parsed()) {
+      const auto probes = ferry::probe::parse_batch(std::cin);
+      for (const auto& j : ferry::probe::run_batch(probes, timeout_ms, size_t(parallel))) std::cout << j.dump() << '\n';
+      std::cout.flush();
+      return 0;
     }
     if (stream->parsed()) {
       auto r = ferry::probe::stream(to, uint16_t(port), duration, stall_ms, timeout_ms);

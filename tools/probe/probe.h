@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <istream>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -114,6 +115,19 @@ struct ProbeResult {
 // or when a socket cannot even be opened.
 ProbeResult connect_once(const std::string& proto, const std::string& to, uint16_t port,
                          int timeout_ms);
+
+// `batch`: many probes at once from one namespace (the NetworkPolicy matrices). One probe per
+// input line "<id> <proto> <ip> <port>"; `id` is echoed back so the caller can match results.
+struct BatchProbe {
+  std::string id, proto, to;
+  uint16_t port = 0;
+};
+// Throws ProbeError naming the line when a line is malformed.
+std::vector<BatchProbe> parse_batch(std::istream& in);
+// Runs every probe concurrently (at most max_parallel at a time), each with timeout_ms; the
+// results are connect_once's JSON plus "id", in input order. Never throws for a probe: a
+// probe that cannot even start is a result with ok=false and the reason.
+std::vector<nlohmann::json> run_batch(const std::vector<BatchProbe>& probes, int timeout_ms, size_t max_parallel);
 
 struct StreamResult {
   bool ok = false;  // ran the whole duration without the connection breaking
