@@ -34,7 +34,7 @@ std::vector<IdentityInfo::NamedPort> named_ports_of(const model::Pod& pod) {
   std::vector<IdentityInfo::NamedPort> out;
   for (const auto& p : pod.ports) {
     if (p.name.empty() || p.container_port < 0 || p.container_port > 65535) continue;
-    out.push_back({p.name, detail::proto_number(p.protocol), static_cast<uint16_t>(p.container_port)});
+    out.push_back({p.name, model::ip_protocol(p.protocol), static_cast<uint16_t>(p.container_port)});
   }
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
@@ -73,7 +73,7 @@ std::vector<PortSpec> port_specs(const model::NetworkPolicyRule& rule) {
   std::vector<PortSpec> out;
   for (const auto& p : rule.ports) {
     PortSpec s;
-    s.proto = detail::proto_number(p.protocol);
+    s.proto = model::ip_protocol(p.protocol);
     if (!p.port) {
       out.push_back(s);
     } else if (const auto* name = std::get_if<std::string>(&*p.port)) {

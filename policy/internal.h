@@ -38,13 +38,5 @@ inline IdentityInfo plain_identity(IdentityInfo::Kind kind) {
   return info;
 }
 
-inline uint8_t proto_number(model::Protocol p) {
-  switch (p) {
-    case model::Protocol::TCP: return IPPROTO_TCP;
-    case model::Protocol::UDP: return IPPROTO_UDP;
-    case model::Protocol::SCTP: return IPPROTO_SCTP;
-  }
-  return 0;
-}
 
 }  // namespace ferry::policy::detail

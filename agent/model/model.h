@@ -45,6 +45,7 @@ struct ObjectMeta {
 
 enum class Protocol { TCP, UDP, SCTP };
 std::string_view protocol_name(Protocol p);  // "TCP", "UDP", "SCTP"
+uint8_t ip_protocol(Protocol p);             // IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP
 
 // A Kubernetes IntOrString used for ports: a number (1-65535) or a port name.
 using IntOrString = std::variant<int, std::string>;

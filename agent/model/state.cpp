@@ -1,4 +1,5 @@
 // Kinds, keys, label-selector matching and ClusterState, the keyed object store.
+#include <netinet/in.h>
 #include <algorithm>
 #include <type_traits>
 
@@ -52,6 +53,15 @@ bool same_content(const Object& a, const Object& b) {
 }
 
 }  // namespace
+
+uint8_t ip_protocol(Protocol p) {
+  switch (p) {
+    case Protocol::UDP: return IPPROTO_UDP;
+    case Protocol::SCTP: return IPPROTO_SCTP;
+    case Protocol::TCP: break;
+  }
+  return IPPROTO_TCP;
+}
 
 std::string_view protocol_name(Protocol p) {
   switch (p) {

@@ -12,12 +12,7 @@ namespace ferry::overlay {
 
 namespace {
 
-net::Ip to_ip(const cni::IPAddr& a) {
-  net::Ip ip;
-  ip.family = a.family;
-  ip.bytes = a.bytes;
-  return ip;
-}
+net::Ip to_ip(const cni::IPAddr& a) { return net::Ip{a.family, a.bytes}; }
 
 net::Prefix to_prefix(const cni::IPNet& n) {
   net::Prefix p;

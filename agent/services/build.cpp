@@ -12,21 +12,8 @@
 namespace ferry::services {
 namespace {
 
-net::Ip to_ip(const cni::IPAddr& a) {
-  net::Ip ip;
-  ip.family = a.family;
-  ip.bytes = a.bytes;
-  return ip;
-}
+net::Ip to_ip(const cni::IPAddr& a) { return net::Ip{a.family, a.bytes}; }
 
-uint8_t proto_of(model::Protocol p) {
-  switch (p) {
-    case model::Protocol::UDP: return IPPROTO_UDP;
-    case model::Protocol::SCTP: return IPPROTO_SCTP;
-    case model::Protocol::TCP: break;
-  }
-  return IPPROTO_TCP;
-}
 
 TrafficPolicy policy_of(model::Service::TrafficPolicy p) {
   return p == model::Service::TrafficPolicy::Local ? TrafficPolicy::Local : TrafficPolicy::Cluster;
@@ -173,7 +160,7 @@ class Builder {
     ServiceFrontend f;
     f.address = address;
     f.port = static_cast<uint16_t>(port);
-    f.proto = proto_of(ctx.sp.protocol);
+    f.proto = model::ip_protocol(ctx.sp.protocol);
     f.kind = kind;
     f.service = ctx.svc.meta.ns + "/" + ctx.svc.meta.name;
     f.port_name = ctx.sp.name;
@@ -216,7 +203,7 @@ class Builder {
       ServiceBackend b;
       b.address = e.ip;
       b.port = e.port;
-      b.proto = proto_of(ctx.sp.protocol);
+      b.proto = model::ip_protocol(ctx.sp.protocol);
       b.state = e.state();
       b.node = e.node;
       b.local = e.local;

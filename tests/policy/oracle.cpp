@@ -9,18 +9,8 @@ namespace ferry::policy::testing {
 
 namespace {
 
-cni::IPAddr as_addr(const net::Ip& ip) {
-  cni::IPAddr a;
-  a.family = ip.family;
-  a.bytes = ip.bytes;
-  return a;
-}
+cni::IPAddr as_addr(const net::Ip& ip) { return cni::IPAddr{ip.family, ip.bytes}; }
 
-uint8_t proto_of(model::Protocol p) {
-  if (p == model::Protocol::TCP) return IPPROTO_TCP;
-  if (p == model::Protocol::UDP) return IPPROTO_UDP;
-  return IPPROTO_SCTP;
-}
 
 bool is_node_address(const model::ClusterState& cluster, const std::vector<net::Ip>& host_ips,
                      const cni::IPAddr& addr) {
@@ -76,7 +66,7 @@ bool peer_matches(const model::ClusterState& cluster, const model::NetworkPolicy
 }
 
 bool port_matches(const model::NetworkPolicyPort& p, const model::Pod* dest_pod, uint8_t proto, uint16_t port) {
-  if (proto_of(p.protocol) != proto) return false;
+  if (model::ip_protocol(p.protocol) != proto) return false;
   if (!p.port) return true;
   if (const int* number = std::get_if<int>(&*p.port)) return *number <= port && port <= p.end_port.value_or(*number);
   const auto& name = std::get<std::string>(*p.port);
