@@ -1,11 +1,7 @@
 // The real ferry-agent keeping the overlay of node fyov-a in line with Node manifests: device,
 // conflist, a node added and removed at run time, restart with 0 overlay writes, --overlay none.
 // Root only (namespaces fyov-a, fyov-b; files under a temporary directory).
-#include <fcntl.h>
-#include <sched.h>
-#include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -36,49 +32,6 @@ void write_manifest(const std::string& dir, const std::string& name, const nlohm
   std::filesystem::rename(tmp, dir + "/" + name);
 }
 
-// ferry-agent inside a netns (setns into the network namespace only, like the harness), its
-// stderr appended to `log`; killed on destruction if still running.
-class AgentProcess {
- public:
-  AgentProcess(const TestNetns& ns, std::vector<std::string> args, const std::string& log) {
-    args.insert(args.begin(), FERRY_AGENT_BINARY);
-    std::vector<char*> cargv;
-    for (auto& a : args) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    int ns_fd = open(ns.path().c_str(), O_RDONLY | O_CLOEXEC);
-    int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    pid_ = fork();
-    if (pid_ == 0) {
-      if (setns(ns_fd, CLONE_NEWNET) != 0) _exit(126);
-      dup2(log_fd, STDERR_FILENO);
-      dup2(log_fd, STDOUT_FILENO);
-      execv(cargv[0], cargv.data());
-      _exit(127);
-    }
-    close(ns_fd);
-    close(log_fd);
-  }
-  ~AgentProcess() { terminate(); }
-  bool running() {
-    if (pid_ <= 0) return false;
-    if (waitpid(pid_, nullptr, WNOHANG) == pid_) pid_ = -1;
-    return pid_ > 0;
-  }
-  void terminate() {
-    if (!running()) return;
-    kill(pid_, SIGTERM);
-    for (int i = 0; i < 400 && running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (running()) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
 // Polls `cond` for up to 20 s (a bound for a loaded machine, not a timing assertion).
 bool eventually(const std::function<bool()>& cond) {
   for (int i = 0; i < 400; ++i) {
@@ -105,7 +58,7 @@ class OverlayKernelAgent : public ::testing::Test {
     write_manifest(manifests_, "node-b.json", node_json("fyov-b", {"10.77.2.0/24", "fd77:2::/64"}, {"192.168.77.2"}));
   }
   void TearDown() override {
-    agent_.reset();
+    stop();
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
@@ -115,14 +68,20 @@ class OverlayKernelAgent : public ::testing::Test {
                                      "127.0.0.1:19409", "--vxlan-vni", "42", "--cni-conflist", conflist(),
                                      "--ipam-dir", dir_ + "/ipam"};
     args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.begin(), FERRY_AGENT_BINARY);
+    stop();
     const size_t before = log().size();
-    agent_ = std::make_unique<AgentProcess>(*a_, args, log_path());
+    agent_ = std::make_unique<ferry::test::NetnsProcess>(a_->path(), args, log_path());
     ASSERT_TRUE(eventually([&] { return log().find("ready:", before) != std::string::npos || !agent_->running(); }))
         << log();
     ASSERT_TRUE(agent_->running()) << log();
     run_log_ = log().substr(before);
   }
-  void stop() { agent_.reset(); }
+  // SIGTERM, as an operator stops the agent (the datapath stays in place).
+  void stop() {
+    if (agent_) agent_->terminate();
+    agent_.reset();
+  }
 
   std::string conflist() const { return dir_ + "/cni/10-ferry.conflist"; }
   std::string log_path() const { return dir_ + "/agent.log"; }
@@ -131,7 +90,7 @@ class OverlayKernelAgent : public ::testing::Test {
 
   std::unique_ptr<TestNetns> a_, b_;
   std::string dir_, manifests_, run_log_;
-  std::unique_ptr<AgentProcess> agent_;
+  std::unique_ptr<ferry::test::NetnsProcess> agent_;
 };
 
 TEST_F(OverlayKernelAgent, FollowsNodesAndRestartsWithoutWrites) {
