@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -120,6 +121,75 @@ struct PolicySet {
   bool operator==(const PolicySet&) const = default;
 };
 
+// ---------------------------------------------------------------------------------------
+// Services as a datapath sees them (DESIGN.md "Services"): agent/services builds this from
+// Services and EndpointSlices with kube-proxy's semantics (see services.h for the rules);
+// backends only install it.
+
+// One per frontend (address, port, protocol), stable while the frontend exists: what a
+// datapath's reverse-NAT, affinity and Maglev entries are keyed by.
+using ServiceId = uint32_t;
+// One per backend (address, port, protocol), shared by every frontend that names it; stable
+// while any frontend names it: what conntrack entries remember.
+using BackendId = uint32_t;
+
+enum class FrontendKind : uint8_t { ClusterIP, NodePort, ExternalIP };
+enum class TrafficPolicy : uint8_t { Cluster, Local };
+enum class BackendState : uint8_t {
+  Active,       // ready
+  Terminating,  // not ready, serving and terminating: chosen only when no endpoint is ready
+  NotServing,   // neither: never chosen, kept so that its established flows can finish
+};
+// What a frontend does with a new connection while `backends` is empty.
+enum class WhenEmpty : uint8_t {
+  Reject,  // the Service port has no usable endpoint anywhere: TCP RST / ICMP unreachable
+  Drop,    // it has some, but none on this node and the frontend's policy is Local
+};
+
+struct ServiceFrontend {
+  net::Ip address;
+  uint16_t port = 0;
+  uint8_t proto = 0;  // IPPROTO_TCP / IPPROTO_UDP / IPPROTO_SCTP
+  FrontendKind kind = FrontendKind::ClusterIP;
+  std::string service;    // "namespace/name", for ferryctl and logs
+  std::string port_name;  // the Service port's name, "" when unnamed
+  bool affinity = false;  // sessionAffinity ClientIP
+  uint32_t affinity_timeout_seconds = 0;  // set when affinity
+  // internalTrafficPolicy for ClusterIP, externalTrafficPolicy for NodePort and ExternalIP.
+  TrafficPolicy traffic_policy = TrafficPolicy::Cluster;
+  // What new connections choose among, sorted by (family, address bytes, port); may be empty.
+  std::vector<BackendId> backends;
+  // NodePort/ExternalIP with traffic_policy Local only: what new connections from pods and from
+  // the node itself choose among (the cluster-wide choice); nullopt = use `backends`.
+  std::optional<std::vector<BackendId>> pod_and_host_backends;
+  WhenEmpty when_empty = WhenEmpty::Reject;
+  // The port's other endpoints of this family (not ready, terminating while others are ready,
+  // on other nodes under Local): never chosen for new connections, but established flows to
+  // them keep going. Sorted like `backends`.
+  std::vector<BackendId> other_backends;
+
+  bool operator==(const ServiceFrontend&) const = default;
+};
+
+struct ServiceBackend {
+  net::Ip address;
+  uint16_t port = 0;
+  uint8_t proto = 0;
+  // When Services disagree about one address:port (they should not), the best state wins.
+  BackendState state = BackendState::Active;
+  std::string node;     // the endpoint's nodeName, "" when unknown
+  bool local = false;   // node is this node
+
+  bool operator==(const ServiceBackend&) const = default;
+};
+
+struct ServiceSet {
+  std::map<ServiceId, ServiceFrontend> frontends;
+  std::map<BackendId, ServiceBackend> backends;  // exactly those some frontend names
+
+  bool operator==(const ServiceSet&) const = default;
+};
+
 struct MapFill {
   uint64_t entries = 0;
   uint64_t max_entries = 0;
@@ -156,6 +226,11 @@ class Dataplane {
   // `desired` is enforced as given, and flows whose verdict changed are re-judged on their
   // next packet (established flows that are still allowed keep going).
   virtual void program_policy(const PolicySet& desired) = 0;
+  // Desired services (whole set, idempotent): writes only what differs from what is installed,
+  // so a restart with nothing changed writes nothing. When it returns, new connections to every
+  // frontend in `desired` choose among its backends as given; established flows to backends that
+  // are still named (in any state) keep going; frontends absent here are no longer translated.
+  virtual void program_services(const ServiceSet& desired) = 0;
   // Periodic housekeeping (conntrack GC); cheap when there is nothing to do.
   virtual void maintain() {}
   // Remove every trace of this backend from the node (datapath mode switch, uninstall).

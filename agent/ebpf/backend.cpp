@@ -5,9 +5,9 @@
 //                         or loaded, pinned and swapped into every endpoint's filter)
 //   installed_endpoints() ferry_ep_v1 grouped by endpoint id + a tc query per side
 //   program_endpoint()    entries (unflagged) -> clsact + filters -> FERRY_EP_F_PROGRAMMED
-//   program_overlay()     from-overlay on the VXLAN device's ingress -> ferry_cfg_v2 (overlay
+//   program_overlay()     from-overlay on the VXLAN device's ingress -> ferry_cfg_v3 (overlay
 //                         part) -> the ferry_tun_v1 diff (only what differs is written)
-//   program_policy()      ferry_ipc_v1/ferry_pol_v1 diff (policy_maps.cpp) -> ferry_cfg_v2
+//   program_policy()      ferry_ipc_v1/ferry_pol_v1 diff (policy_maps.cpp) -> ferry_cfg_v3
 //                         policy flag + revision bump
 //   maintain()            conntrack GC that never removes an entry traffic just refreshed
 #include <dirent.h>
@@ -249,6 +249,11 @@ class EbpfDataplane final : public dataplane::Dataplane {
     collect_conntrack_garbage();
   }
 
+  // PLACEHOLDER (issue 6, in progress): replaced by the service maps writer.
+  void program_services(const dataplane::ServiceSet&) override {
+    throw EbpfError("ebpf: services are not implemented yet");
+  }
+
   void program_policy(const dataplane::PolicySet& want) override {
     require_started();
     ensure_index();
@@ -396,7 +401,7 @@ class EbpfDataplane final : public dataplane::Dataplane {
 
     // A pinned map keeps its size (reuse requires equal definitions); new maps get the config's.
     size_map(skel->maps.ferry_ep_v1, FERRY_MAP_ENDPOINTS, cfg_.endpoints_max);
-    size_map(skel->maps.ferry_ct_v1, FERRY_MAP_CT, cfg_.ct_max);
+    size_map(skel->maps.ferry_ct_v2, FERRY_MAP_CT, cfg_.ct_max);
 
     int err = ferry_lxc__load(skel.get());
     if (err != 0)
@@ -448,7 +453,7 @@ class EbpfDataplane final : public dataplane::Dataplane {
         ++replaced;
       }
     }
-    // The overlay device (recorded in ferry_cfg_v2 by program_overlay) likewise.
+    // The overlay device (recorded in ferry_cfg_v3 by program_overlay) likewise.
     int overlay = static_cast<int>(read_config().overlay_ifindex);
     uint32_t running = overlay > 0 ? detail::tc_filter_prog(overlay, BPF_TC_INGRESS) : 0;
     if (running != 0 && running != from_overlay_id_ && detail::prog_info_by_id(running).name.rfind("ferry_", 0) == 0) {
@@ -556,7 +561,7 @@ class EbpfDataplane final : public dataplane::Dataplane {
   }
 
   // The config of a build before policy (ferry_cfg_v1, the first 16 bytes of ferry_config): its
-  // overlay settings move into ferry_cfg_v2 (unless that is written already), the pin goes.
+  // overlay settings move into ferry_cfg_v3 (unless that is written already), the pin goes.
   void migrate_config_v1() {
     const std::string path = root_path(FERRY_MAP_CONFIG_V1);
     Fd old = detail::open_pinned(path);

@@ -2,8 +2,8 @@
 // and read access to a node's pinned maps for ferryctl and the tests.
 //
 // Layout in bpffs (one root per node, e.g. /sys/fs/bpf/ferry/<node>/):
-//   ferry_ep_v1, ferry_ct_v1, ferry_ctr_v1, ferry_ev_v1   maps, pinned by name (see bpf abi.h)
-//   ferry_tun_v1, ferry_cfg_v2                            overlay (remote pod CIDRs), node config
+//   ferry_ep_v1, ferry_ct_v2, ferry_ctr_v1, ferry_ev_v1   maps, pinned by name (see bpf abi.h)
+//   ferry_tun_v1, ferry_cfg_v3                            overlay (remote pod CIDRs), node config
 //   ferry_ipc_v1, ferry_pol_v1                            policy: ipcache, per-endpoint allow entries
 //   prog_from_pod_<hash>, prog_to_pod_<hash>,             programs of the build whose embedded
 //   prog_from_overlay_<hash>                              BPF object hashes to <hash>
@@ -60,7 +60,7 @@ struct EbpfConfig {
 // IPs IPv4 first, then by address bytes (the registry's order), so a round trip compares equal.
 // program_overlay() attaches ferry_from_overlay to tc ingress of the overlay device (same
 // handle/priority as the pods' filters; replaced in place on upgrade), writes the overlay part of
-// ferry_cfg_v2 and only the differing ferry_tun_v1 entries; an empty device detaches it, clears
+// ferry_cfg_v3 and only the differing ferry_tun_v1 entries; an empty device detaches it, clears
 // the tunnels and the overlay part of the config.
 // program_policy() writes only the differing ferry_ipc_v1/ferry_pol_v1 entries (it reads the
 // maps back once after start, then trusts its own writes), additions before removals; every
@@ -68,7 +68,7 @@ struct EbpfConfig {
 // FERRY_CFG_F_POLICY from set.enforce and bumps ferry_config.policy_rev when anything changed, so
 // the datapath re-judges every flow at its next packet. remove_endpoint() deletes the endpoint's
 // policy entries too. start() migrates a leftover ferry_cfg_v1 (the layout before policy) into
-// ferry_cfg_v2 and unpins it.
+// ferry_cfg_v3 and unpins it.
 // Stats::kernel_writes counts bpffs mounts/pins/unpins, program loads, tc hook creations,
 // attaches/detaches and map updates/deletes (conntrack GC deletions included); Stats::counters
 // holds the datapath's counters plus "ct_gc_deleted" (entries maintain() removed).
@@ -118,7 +118,7 @@ struct EndpointEntry {  // one ferry_ep_v1 entry
   bool programmed() const;
 };
 
-struct ConntrackEntry {  // one ferry_ct_v1 entry, decoded
+struct ConntrackEntry {  // one ferry_ct_v2 entry, decoded
   uint8_t family = 0;
   uint8_t proto = 0;
   net::Ip src, dst;
@@ -164,7 +164,7 @@ struct PolicyMapEntry {
   int port_prefix_len = 0;
 };
 
-// The policy switch and revision in ferry_cfg_v2.
+// The policy switch and revision in ferry_cfg_v3.
 struct PolicyState {
   bool enforced = false;
   uint32_t revision = 0;
@@ -203,7 +203,7 @@ class PinnedMaps {
   int counters_fd() const { return ctr_fd_; }
   int events_fd() const { return ev_fd_; }
   int tunnels_fd() const { return tun_fd_; }  // -1 when pinned by a build without the overlay
-  int config_fd() const { return cfg_fd_; }   // -1 when pinned by a build before ferry_cfg_v2
+  int config_fd() const { return cfg_fd_; }   // -1 when pinned by a build before ferry_cfg_v3
   int ipcache_fd() const { return ipc_fd_; }  // -1 when pinned by a build without policy
   int policy_fd() const { return pol_fd_; }
 
@@ -213,7 +213,7 @@ class PinnedMaps {
   std::vector<PolicyMapEntry> policy_entries() const;
   PolicyState policy_state() const;
 
-  // The overlay the datapath runs with (ferry_cfg_v2 + ferry_tun_v1): device "" (ifindex 0) when
+  // The overlay the datapath runs with (ferry_cfg_v3 + ferry_tun_v1): device "" (ifindex 0) when
   // the direct path is off; routes sorted by pod CIDR, as dataplane::Overlay says.
   dataplane::Overlay overlay() const;
 

@@ -149,7 +149,7 @@ struct MapFds {
   int endpoints = -1, conntrack = -1, tunnels = -1, ipcache = -1, policy = -1;
 };
 std::map<std::string, dataplane::MapFill> read_map_fill(const MapFds& fds);
-// The overlay as ferry_cfg_v2 + ferry_tun_v1 hold it (device name resolved in the caller's
+// The overlay as ferry_cfg_v3 + ferry_tun_v1 hold it (device name resolved in the caller's
 // netns; empty device and no routes when the config is off). Either fd < 0 = not pinned.
 dataplane::Overlay read_overlay(int config_fd, int tunnels_fd);
 

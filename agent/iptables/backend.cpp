@@ -83,6 +83,11 @@ class IptablesDataplane final : public dataplane::Dataplane {
     for (Family f : families()) change(f, render_orphan_gc, "remove unreferenced FERRY-FROM/TO chains");
   }
 
+  // PLACEHOLDER (issue 6, in progress): replaced by the kube-proxy layout renderer.
+  void program_services(const dataplane::ServiceSet&) override {
+    throw dataplane::DataplaneError("iptables: services are not implemented yet");
+  }
+
   // Sets first (the new rules name them), then the chains that differ, then the sets no rule
   // names any more.
   void program_policy(const dataplane::PolicySet& desired) override {

@@ -3,8 +3,9 @@
 // built from Services and EndpointSlices with kube-proxy's semantics; stable numeric ids for
 // frontends and backends; Maglev tables (maglev.h).
 //
-// The IR (ServiceFrontend, ServiceBackend, ServiceSet) holds no model types: it is what the eBPF
-// and iptables backends diff and install, as dataplane::PolicySet is for policy.
+// The IR (ServiceFrontend, ServiceBackend, ServiceSet, in agent/dataplane/dataplane.h) holds no
+// model types: it is what the eBPF and iptables backends diff and install, as PolicySet is for
+// policy.
 //
 // Semantics are kube-proxy's (pkg/proxy: servicechangetracker.go, endpointslicecache.go,
 // topology.go CategorizeEndpoints, iptables/proxier.go), per Service port:
@@ -55,6 +56,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/dataplane/dataplane.h"
 #include "agent/services/maglev.h"
 #include "net/net.h"
 
@@ -70,71 +72,17 @@ class ServicesError : public std::runtime_error {
 };
 
 // ---------------------------------------------------------------------------------------
-// The IR
-
-// One per frontend (address, port, protocol), stable while the frontend exists: what a
-// datapath's reverse-NAT, affinity and Maglev entries are keyed by.
-using ServiceId = uint32_t;
-// One per backend (address, port, protocol), shared by every frontend that names it; stable
-// while any frontend names it: what conntrack entries remember.
-using BackendId = uint32_t;
-
-enum class FrontendKind : uint8_t { ClusterIP, NodePort, ExternalIP };
-enum class TrafficPolicy : uint8_t { Cluster, Local };
-enum class BackendState : uint8_t {
-  Active,       // ready
-  Terminating,  // not ready, serving and terminating: chosen only when no endpoint is ready
-  NotServing,   // neither: never chosen, kept so that its established flows can finish
-};
-// What a frontend does with a new connection while `backends` is empty.
-enum class WhenEmpty : uint8_t {
-  Reject,  // the Service port has no usable endpoint anywhere: TCP RST / ICMP unreachable
-  Drop,    // it has some, but none on this node and the frontend's policy is Local
-};
-
-struct ServiceFrontend {
-  net::Ip address;
-  uint16_t port = 0;
-  uint8_t proto = 0;  // IPPROTO_TCP / IPPROTO_UDP / IPPROTO_SCTP
-  FrontendKind kind = FrontendKind::ClusterIP;
-  std::string service;    // "namespace/name", for ferryctl and logs
-  std::string port_name;  // the Service port's name, "" when unnamed
-  bool affinity = false;  // sessionAffinity ClientIP
-  uint32_t affinity_timeout_seconds = 0;  // set when affinity
-  // internalTrafficPolicy for ClusterIP, externalTrafficPolicy for NodePort and ExternalIP.
-  TrafficPolicy traffic_policy = TrafficPolicy::Cluster;
-  // What new connections choose among, sorted by (family, address bytes, port); may be empty.
-  std::vector<BackendId> backends;
-  // NodePort/ExternalIP with traffic_policy Local only: what new connections from pods and from
-  // the node itself choose among (the cluster-wide choice); nullopt = use `backends`.
-  std::optional<std::vector<BackendId>> pod_and_host_backends;
-  WhenEmpty when_empty = WhenEmpty::Reject;
-  // The port's other endpoints of this family (not ready, terminating while others are ready,
-  // on other nodes under Local): never chosen for new connections, but established flows to
-  // them keep going. Sorted like `backends`.
-  std::vector<BackendId> other_backends;
-
-  bool operator==(const ServiceFrontend&) const = default;
-};
-
-struct ServiceBackend {
-  net::Ip address;
-  uint16_t port = 0;
-  uint8_t proto = 0;
-  // When Services disagree about one address:port (they should not), the best state wins.
-  BackendState state = BackendState::Active;
-  std::string node;     // the endpoint's nodeName, "" when unknown
-  bool local = false;   // node is this node
-
-  bool operator==(const ServiceBackend&) const = default;
-};
-
-struct ServiceSet {
-  std::map<ServiceId, ServiceFrontend> frontends;
-  std::map<BackendId, ServiceBackend> backends;  // exactly those some frontend names
-
-  bool operator==(const ServiceSet&) const = default;
-};
+// The IR lives in agent/dataplane/dataplane.h (backends include only that header); these names
+// keep it reachable as services::ServiceFrontend and so on.
+using dataplane::BackendId;
+using dataplane::BackendState;
+using dataplane::FrontendKind;
+using dataplane::ServiceBackend;
+using dataplane::ServiceFrontend;
+using dataplane::ServiceId;
+using dataplane::ServiceSet;
+using dataplane::TrafficPolicy;
+using dataplane::WhenEmpty;
 
 // Canonical names, also the allocators' keys: "10.96.0.10:53/UDP", "[fd00::10]:80/TCP".
 std::string frontend_key(const ServiceFrontend& f);

@@ -1,4 +1,4 @@
-/* bpf/lib/conntrack.h — connection tracking in ferry_ct_v1 (LRU hash, abi.h).
+/* bpf/lib/conntrack.h — connection tracking in ferry_ct_v2 (LRU hash, abi.h).
  *
  * One entry per flow, keyed by the tuple of the flow's first packet. A packet is looked up with
  * its own tuple (a hit = the original direction) and then with the reversed tuple (a hit = a
@@ -30,7 +30,7 @@ struct {
 	__type(key, struct ferry_ct_key);
 	__type(value, struct ferry_ct_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ferry_ct_v1 SEC(".maps");
+} ferry_ct_v2 SEC(".maps");
 
 /* What the lookup found; the hooks branch on it. */
 enum ferry_ct_result {
@@ -121,7 +121,7 @@ static __always_inline int ferry_ct_create(struct ferry_pkt *pkt, __u32 src_endp
 	ct.policy_rev = policy_rev;
 	/* ct.flags stays 0: the service verdict (issue 6) will be cached here */
 
-	err = bpf_map_update_elem(&ferry_ct_v1, &pkt->tuple, &ct, BPF_NOEXIST);
+	err = bpf_map_update_elem(&ferry_ct_v2, &pkt->tuple, &ct, BPF_NOEXIST);
 	if (err && err != -FERRY_EEXIST) /* EEXIST: another CPU created it first, fine */
 		return FERRY_DROP(pkt, FERRY_SRC_CT, FERRY_DROP_CT_FULL);
 	ferry_count(FERRY_CTR_CT_NEW, pkt->len);
@@ -145,7 +145,7 @@ static __always_inline int ferry_ct_lookup(struct ferry_pkt *pkt, struct ferry_c
 	}
 	now = bpf_ktime_get_ns();
 
-	ct = bpf_map_lookup_elem(&ferry_ct_v1, &pkt->tuple);
+	ct = bpf_map_lookup_elem(&ferry_ct_v2, &pkt->tuple);
 	if (ct) {
 		ct->last_seen_ns = now;
 		__sync_fetch_and_add(&ct->packets_fwd, 1);
@@ -159,7 +159,7 @@ static __always_inline int ferry_ct_lookup(struct ferry_pkt *pkt, struct ferry_c
 	}
 
 	ferry_ct_reverse(&rev, &pkt->tuple);
-	ct = bpf_map_lookup_elem(&ferry_ct_v1, &rev);
+	ct = bpf_map_lookup_elem(&ferry_ct_v2, &rev);
 	if (ct) {
 		ct->last_seen_ns = now;
 		__sync_fetch_and_add(&ct->packets_rev, 1);
@@ -181,9 +181,9 @@ static __always_inline void ferry_ct_delete(const struct ferry_pkt *pkt, int ct_
 
 	if (ct_result == FERRY_CT_RES_REPLY) {
 		ferry_ct_reverse(&rev, &pkt->tuple);
-		bpf_map_delete_elem(&ferry_ct_v1, &rev);
+		bpf_map_delete_elem(&ferry_ct_v2, &rev);
 	} else {
-		bpf_map_delete_elem(&ferry_ct_v1, &pkt->tuple);
+		bpf_map_delete_elem(&ferry_ct_v2, &pkt->tuple);
 	}
 }
 

@@ -35,6 +35,8 @@ struct FakeKernel {
   std::atomic<bool> fail_policy = false;  // flipped by tests while the loop runs
   dataplane::PolicySet policy;
   int policy_programs = 0;
+  dataplane::ServiceSet services;
+  int service_programs = 0;
   // Called (on the loop's thread) with every set program_policy accepts.
   std::function<void(const dataplane::PolicySet&)> on_policy;
   bool started = false;
@@ -72,6 +74,11 @@ class FakeDataplane : public dataplane::Dataplane {
     kernel_.policy = desired;
     ++kernel_.policy_programs;
     if (kernel_.on_policy) kernel_.on_policy(desired);
+  }
+  void program_services(const dataplane::ServiceSet& desired) override {
+    if (kernel_.services != desired) ++writes_;
+    kernel_.services = desired;
+    ++kernel_.service_programs;
   }
   void maintain() override { ++kernel_.maintains; }
   void cleanup_all() override {

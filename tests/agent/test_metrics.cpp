@@ -22,7 +22,7 @@ MetricsSnapshot sample() {
   m.stats.kernel_writes = 42;
   m.stats.counters = {{"redirect_local", false, 100, 6400}, {"to_stack", false, 7, 700},
                       {"drop_spoofed", true, 3, 180}};
-  m.stats.maps["ferry_ct_v1"] = {12, 262144};
+  m.stats.maps["ferry_ct_v2"] = {12, 262144};
   m.stats.maps["ferry_ep_v1"] = {6, 65536};
   m.cluster_objects = {{"Pod", 4}, {"Node", 2}};
   m.policy_identities = 9;
@@ -79,8 +79,8 @@ TEST(Metrics, Values) {
   EXPECT_TRUE(has_line(text, "ferry_datapath_bytes_total{counter=\"redirect_local\"} 6400"));
   EXPECT_TRUE(has_line(text, "ferry_datapath_drops_total{reason=\"spoofed\"} 3"));
   EXPECT_FALSE(has_line(text, "ferry_datapath_packets_total{counter=\"drop_spoofed\"} 3"));
-  EXPECT_TRUE(has_line(text, "ferry_bpf_map_entries{map=\"ferry_ct_v1\"} 12"));
-  EXPECT_TRUE(has_line(text, "ferry_bpf_map_capacity{map=\"ferry_ct_v1\"} 262144"));
+  EXPECT_TRUE(has_line(text, "ferry_bpf_map_entries{map=\"ferry_ct_v2\"} 12"));
+  EXPECT_TRUE(has_line(text, "ferry_bpf_map_capacity{map=\"ferry_ct_v2\"} 262144"));
   EXPECT_TRUE(has_line(text, "ferry_cluster_objects{kind=\"Pod\"} 4"));
   EXPECT_TRUE(has_line(text, "ferry_datapath_info{mode=\"ebpf\"} 1"));
 }

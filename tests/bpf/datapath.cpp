@@ -97,7 +97,7 @@ LoadedDatapath::LoadedDatapath(std::string pin_dir, Sizes sizes) : pin_dir_(std:
   opts.pin_root_path = pin_dir_.c_str();
   skel_ = ferry_lxc__open_opts(&opts);
   if (!skel_) throw std::runtime_error("ferry_lxc__open_opts: " + errno_text(errno) + "\n" + log_);
-  bpf_map__set_max_entries(skel_->maps.ferry_ct_v1, sizes.ct_max);
+  bpf_map__set_max_entries(skel_->maps.ferry_ct_v2, sizes.ct_max);
   if (sizes.events_bytes) bpf_map__set_max_entries(skel_->maps.ferry_ev_v1, sizes.events_bytes);
   const int err = ferry_lxc__load(skel_);
   if (err) {
@@ -207,8 +207,8 @@ void DatapathTest::set_overlay(uint32_t ifindex, const MacAddr& vtep_mac, uint32
   std::memcpy(cfg.vtep_mac, vtep_mac.data(), 6);
   cfg.flags = flags;
   uint32_t zero = 0;
-  if (bpf_map_update_elem(bpf_map__fd(skel()->maps.ferry_cfg_v2), &zero, &cfg, BPF_ANY) != 0)
-    throw std::runtime_error("ferry_cfg_v2 update: " + errno_text(errno));
+  if (bpf_map_update_elem(bpf_map__fd(skel()->maps.ferry_cfg_v3), &zero, &cfg, BPF_ANY) != 0)
+    throw std::runtime_error("ferry_cfg_v3 update: " + errno_text(errno));
 }
 
 void DatapathTest::add_tunnel(const std::string& cidr, const MacAddr& vtep_mac, const Addr& node_ip) {
@@ -222,14 +222,14 @@ void DatapathTest::add_tunnel(const std::string& cidr, const MacAddr& vtep_mac, 
 }
 
 void DatapathTest::set_policy(bool enforce, uint32_t revision) {
-  const int fd = bpf_map__fd(skel()->maps.ferry_cfg_v2);
+  const int fd = bpf_map__fd(skel()->maps.ferry_cfg_v3);
   uint32_t zero = 0;
   ferry_config cfg{};
-  if (bpf_map_lookup_elem(fd, &zero, &cfg) != 0) throw std::runtime_error("ferry_cfg_v2 lookup: " + errno_text(errno));
+  if (bpf_map_lookup_elem(fd, &zero, &cfg) != 0) throw std::runtime_error("ferry_cfg_v3 lookup: " + errno_text(errno));
   cfg.flags = enforce ? (cfg.flags | FERRY_CFG_F_POLICY) : (cfg.flags & ~uint32_t{FERRY_CFG_F_POLICY});
   cfg.policy_rev = revision;
   if (bpf_map_update_elem(fd, &zero, &cfg, BPF_ANY) != 0)
-    throw std::runtime_error("ferry_cfg_v2 update: " + errno_text(errno));
+    throw std::runtime_error("ferry_cfg_v3 update: " + errno_text(errno));
 }
 
 void DatapathTest::add_ipcache(const std::string& cidr, uint32_t identity) {
@@ -313,13 +313,13 @@ std::optional<ferry_ct_value> DatapathTest::ct(const Addr& saddr, const Addr& da
                                                uint8_t proto) const {
   const ferry_ct_key key = ct_key(saddr, daddr, sport, dport, proto);
   ferry_ct_value value{};
-  if (bpf_map_lookup_elem(bpf_map__fd(skel()->maps.ferry_ct_v1), &key, &value) != 0)
+  if (bpf_map_lookup_elem(bpf_map__fd(skel()->maps.ferry_ct_v2), &key, &value) != 0)
     return std::nullopt;
   return value;
 }
 
 size_t DatapathTest::ct_entries() const {
-  const int fd = bpf_map__fd(skel()->maps.ferry_ct_v1);
+  const int fd = bpf_map__fd(skel()->maps.ferry_ct_v2);
   size_t n = 0;
   ferry_ct_key key{}, next{};
   const void* prev = nullptr;

@@ -101,12 +101,12 @@ class DatapathTest : public ::testing::Test {
   // Runs ferry_from_overlay as tc ingress of the overlay device stand-in (overlay_ifindex_).
   RunResult from_overlay(const Bytes& frame);
 
-  // ferry_cfg_v2: the direct overlay path via `ifindex` with our VTEP MAC (flags 0 = off).
+  // ferry_cfg_v3: the direct overlay path via `ifindex` with our VTEP MAC (flags 0 = off).
   void set_overlay(uint32_t ifindex, const MacAddr& vtep_mac, uint32_t flags = FERRY_CFG_F_OVERLAY);
   // ferry_tun_v1 entry: pod CIDR ("10.244.2.0/24", "fd00:10:244:2::/64") -> remote VTEP.
   void add_tunnel(const std::string& cidr, const MacAddr& vtep_mac, const Addr& node_ip);
 
-  // ferry_cfg_v2 policy part: FERRY_CFG_F_POLICY on/off and the revision (overlay part kept).
+  // ferry_cfg_v3 policy part: FERRY_CFG_F_POLICY on/off and the revision (overlay part kept).
   void set_policy(bool enforce, uint32_t revision);
   // ferry_ipc_v1 entry: prefix ("10.244.0.0/16", "fd00::/64", "10.244.1.5/32") -> identity.
   void add_ipcache(const std::string& cidr, uint32_t identity);

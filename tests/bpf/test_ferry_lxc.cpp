@@ -91,7 +91,7 @@ TEST_F(FerryLxc, MapsArePinnedByNameAndReusedByTheNextLoad) {
   opts.pin_root_path = datapath_->pin_dir().c_str();
   ferry_lxc* second = ferry_lxc__open_opts(&opts);
   ASSERT_NE(second, nullptr);
-  bpf_map__set_max_entries(second->maps.ferry_ct_v1, bpf_map__max_entries(skel()->maps.ferry_ct_v1));
+  bpf_map__set_max_entries(second->maps.ferry_ct_v2, bpf_map__max_entries(skel()->maps.ferry_ct_v2));
   ASSERT_EQ(ferry_lxc__load(second), 0);
 
   auto map_id = [](bpf_map* map) {
@@ -101,7 +101,7 @@ TEST_F(FerryLxc, MapsArePinnedByNameAndReusedByTheNextLoad) {
     return info.id;
   };
   EXPECT_EQ(map_id(second->maps.ferry_ep_v1), map_id(skel()->maps.ferry_ep_v1));
-  EXPECT_EQ(map_id(second->maps.ferry_ct_v1), map_id(skel()->maps.ferry_ct_v1));
+  EXPECT_EQ(map_id(second->maps.ferry_ct_v2), map_id(skel()->maps.ferry_ct_v2));
   EXPECT_EQ(map_id(second->maps.ferry_ctr_v1), map_id(skel()->maps.ferry_ctr_v1));
   EXPECT_EQ(map_id(second->maps.ferry_ev_v1), map_id(skel()->maps.ferry_ev_v1));
   ferry_lxc__destroy(second);  // closes fds only; the pins stay (TearDown removes them)

@@ -1,5 +1,5 @@
 // The direct overlay path under BPF_PROG_TEST_RUN: ferry_from_pod sending remote-pod traffic to
-// the overlay device (ferry_tun_v1 longest-prefix match, ferry_cfg_v2 switch), and
+// the overlay device (ferry_tun_v1 longest-prefix match, ferry_cfg_v3 switch), and
 // ferry_from_overlay delivering decapsulated packets to local pods. Each test: build the frame,
 // set up the maps, check the verdict, the bytes that come out, counters, conntrack and events.
 #include <arpa/inet.h>

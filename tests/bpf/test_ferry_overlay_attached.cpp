@@ -170,7 +170,7 @@ class FerryOverlayAttached : public DatapathTest {
     std::memcpy(cfg.vtep_mac, n.vtep.data(), 6);
     cfg.flags = FERRY_CFG_F_OVERLAY;
     uint32_t zero = 0;
-    put(n.skel->maps.ferry_cfg_v2, &zero, &cfg);
+    put(n.skel->maps.ferry_cfg_v3, &zero, &cfg);
     for (const std::string& cidr : {other.cidr4, other.cidr6}) {
       const auto key = lpm_addr_key<ferry_tunnel_key>(cidr);
       ferry_tunnel_value value{};

@@ -69,7 +69,7 @@ class FerryPolicyDifferential : public DatapathTest {
   }
   // Every packet is a new flow: nothing cached from the last one.
   void flush_conntrack() {
-    const int fd = bpf_map__fd(skel()->maps.ferry_ct_v1);
+    const int fd = bpf_map__fd(skel()->maps.ferry_ct_v2);
     ferry_ct_key key{};
     while (bpf_map_get_next_key(fd, nullptr, &key) == 0) ASSERT_EQ(bpf_map_delete_elem(fd, &key), 0);
   }

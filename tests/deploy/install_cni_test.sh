@@ -52,7 +52,7 @@ echo "{}" >/run/ferry/$node/endpoints/c1-eth0.json
 echo ebpf >/run/ferry/$node/datapath
 echo "{}" >/etc/cni/net.d/05-ferry.conflist
 echo c1 >/var/lib/cni/networks/ferry/10.244.1.2
-echo map >/sys/fs/bpf/ferry/$node/ferry_ct_v1
+echo map >/sys/fs/bpf/ferry/$node/ferry_ct_v2
 
 sh "$src/deploy/ferry-node.sh" cleanup --config /run/fyd7-agent.yaml --node $node
 # Idempotent: a second run finds nothing to do and succeeds.

@@ -1,5 +1,5 @@
 // The eBPF backend's overlay programming against a real kernel: a VXLAN device "fyebvx0" in the
-// node netns of TwoPodNode; program_overlay() writes ferry_cfg_v2, diffs ferry_tun_v1 (kernel
+// node netns of TwoPodNode; program_overlay() writes ferry_cfg_v3, diffs ferry_tun_v1 (kernel
 // writes counted exactly), attaches ferry_from_overlay to the device's tc ingress, survives a
 // restart without a write, swaps the program in place on upgrade, and goes away on an empty
 // overlay and on cleanup_all(). Also `ferryctl tunnels`.
@@ -174,7 +174,7 @@ TEST_F(EbpfOverlay, UpgradeSwapsTheOverlayProgramInPlace) {
 
   ebpf::EbpfConfig upgraded = node_->config();
   upgraded.program_hash_override = "fyebupgrade";
-  auto second = started(upgraded);  // start() alone: the overlay device is known from ferry_cfg_v2
+  auto second = started(upgraded);  // start() alone: the overlay device is known from ferry_cfg_v3
 
   uint32_t new_prog = pinned_prog_id("prog_from_overlay_fyebupgrade");
   ASSERT_NE(new_prog, 0u);
@@ -187,7 +187,7 @@ TEST_F(EbpfOverlay, UpgradeSwapsTheOverlayProgramInPlace) {
 }
 
 // A node running a build before policy has its overlay settings in ferry_cfg_v1 (16 bytes):
-// the new build's start moves them into ferry_cfg_v2 and unpins the old map, so the direct path
+// the new build's start moves them into ferry_cfg_v3 and unpins the old map, so the direct path
 // stays on across the upgrade and the next program_overlay writes nothing.
 TEST_F(EbpfOverlay, ConfigOfTheLayoutBeforePolicyIsMigratedAndUnpinned) {
   const std::string v1 = node_->bpffs_root() + "/" + FERRY_MAP_CONFIG_V1;
@@ -197,7 +197,7 @@ TEST_F(EbpfOverlay, ConfigOfTheLayoutBeforePolicyIsMigratedAndUnpinned) {
     program(*first, desired());
   }
   const Overlay before = installed();
-  // The old build's pins: ferry_cfg_v1 with the overlay part, no ferry_cfg_v2.
+  // The old build's pins: ferry_cfg_v1 with the overlay part, no ferry_cfg_v3.
   struct {
     uint32_t ifindex;
     uint8_t vtep_mac[6];

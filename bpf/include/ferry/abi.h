@@ -15,14 +15,26 @@
 /* Pinned map names (LIBBPF_PIN_BY_NAME under the node's bpffs root, e.g.
  * /sys/fs/bpf/ferry/<node>/ferry_ep_v1). Kernel object names are limited to 15 characters. */
 #define FERRY_MAP_ENDPOINTS "ferry_ep_v1"
-#define FERRY_MAP_CT "ferry_ct_v1"
+#define FERRY_MAP_CT "ferry_ct_v2"       /* v2: service fields (backend_id, rev_nat) */
+#define FERRY_MAP_CT_V1 "ferry_ct_v1"    /* the layout before services: migrated on start, removed */
 #define FERRY_MAP_COUNTERS "ferry_ctr_v1"
 #define FERRY_MAP_EVENTS "ferry_ev_v1"
 #define FERRY_MAP_TUNNELS "ferry_tun_v1"  /* overlay: remote pod CIDR -> node (issue 4) */
-#define FERRY_MAP_CONFIG "ferry_cfg_v2"   /* node-wide settings the datapath reads (v2: policy) */
-#define FERRY_MAP_CONFIG_V1 "ferry_cfg_v1" /* the layout before policy: removed on start */
+#define FERRY_MAP_CONFIG "ferry_cfg_v3"   /* node-wide settings the datapath reads (v3: services) */
+#define FERRY_MAP_CONFIG_V2 "ferry_cfg_v2" /* the layout before services: migrated on start, removed */
+#define FERRY_MAP_CONFIG_V1 "ferry_cfg_v1" /* the layout before policy: migrated on start, removed */
 #define FERRY_MAP_IPCACHE "ferry_ipc_v1"  /* policy: IP/prefix -> security identity (LPM) */
 #define FERRY_MAP_POLICY "ferry_pol_v1"   /* policy: per-endpoint allow entries (LPM) */
+/* Services (issue 6, DESIGN.md "Services"): frontend -> service, (service, set, slot) -> backend,
+ * backend id -> address, service id -> reverse-NAT address, client affinity, Maglev tables, and
+ * the socket LB's UDP reverse translation. */
+#define FERRY_MAP_SERVICES "ferry_svc_v1"
+#define FERRY_MAP_SLOTS "ferry_slot_v1"
+#define FERRY_MAP_BACKENDS "ferry_be_v1"
+#define FERRY_MAP_REVNAT "ferry_rnat_v1"
+#define FERRY_MAP_AFFINITY "ferry_aff_v1"
+#define FERRY_MAP_MAGLEV "ferry_mglv_v1"
+#define FERRY_MAP_SOCK_REVNAT "ferry_skrn_v1"
 
 /* Default sizes (the agent may resize before load; see DESIGN.md "Maps are sized"). */
 #define FERRY_ENDPOINTS_MAX 65536   /* local pod IPs of one node */
@@ -31,6 +43,14 @@
 #define FERRY_TUNNELS_MAX 16384     /* pod CIDRs of the other nodes (two per dual-stack node) */
 #define FERRY_IPCACHE_MAX 131072    /* pod IPs of the cluster + node IPs + ipBlock prefixes */
 #define FERRY_POLICY_MAX 262144     /* allow entries of all local endpoints */
+#define FERRY_SERVICES_MAX 65536    /* frontends: ClusterIP + NodePort per node address + external IPs */
+#define FERRY_SLOTS_MAX 262144      /* backend slots of all frontends (both sets) */
+#define FERRY_BACKENDS_MAX 65536
+#define FERRY_REVNAT_MAX 65536      /* one per frontend */
+#define FERRY_AFFINITY_MAX 65536    /* (frontend, client) pairs under sessionAffinity ClientIP */
+#define FERRY_MAGLEV_MAX 16384      /* frontends with a Maglev table (only with --lb-algorithm maglev) */
+#define FERRY_MAGLEV_TABLE_SIZE 1021 /* slots per Maglev table: prime, > 100 x typical backend counts */
+#define FERRY_SOCK_REVNAT_MAX 65536 /* UDP sockets of the node's processes talking to a service */
 
 /* tc attachment of ferry's programs on a pod's host-side veth (and of ferry_from_overlay on the
  * overlay device's ingress): clsact, this handle and priority. Cleanup removes exactly this
@@ -77,7 +97,10 @@ struct ferry_tunnel_value {
 /* ---- config: array with one entry (key 0), node-wide settings written by the agent ---- */
 #define FERRY_CFG_F_OVERLAY 0x1 /* direct overlay path on: from-pod redirects to overlay_ifindex */
 #define FERRY_CFG_F_POLICY 0x2  /* NetworkPolicy enforced (off: every flow is allowed) */
+#define FERRY_CFG_F_SERVICES 0x4 /* service load-balancing on (off: frontends are not translated) */
+#define FERRY_CFG_F_MAGLEV 0x8  /* backend choice by Maglev table (off: random) */
 
+/* v3 = v2's first 28 bytes + the service fields; v2 = v1's first 16 bytes + policy. */
 struct ferry_config {
 	__u32 overlay_ifindex;  /* the node's VXLAN device (ferry_vxlan); 0 = no overlay */
 	__u8 vtep_mac[6];       /* its MAC: inner source MAC of tunnelled frames */
@@ -86,6 +109,13 @@ struct ferry_config {
 	__u32 policy_rev;       /* bumped by the agent after each policy change; a ct entry judged
 				 * under another revision is judged again on its next packet */
 	__u32 pad2[2];
+	__u32 pad3;
+	__u64 netns_cookie;     /* the node's netns (SO_NETNS_COOKIE): the socket LB translates only
+				 * sockets of this netns, so several simulated nodes share one cgroup */
+	__u8 loopback4[4];      /* service loopback: source address of a pod's flow to itself through
+				 * a Service (hairpin), as Cilium's 169.254.42.1 */
+	__u8 loopback6[16];     /* the same for IPv6 */
+	__u32 pad4;
 };
 
 /* ---- ipcache: LPM trie, IP/prefix -> security identity (every address the node may talk to:
@@ -163,10 +193,22 @@ struct ferry_ct_value {
 	__u8 state;            /* enum ferry_ct_state */
 	__u8 tcp_flags_fwd;    /* OR of TCP flags seen in the original direction */
 	__u8 tcp_flags_rev;    /* OR of TCP flags seen in the reply direction */
-	__u8 flags;            /* reserved (service) */
+	__u8 flags;            /* FERRY_CT_F_* */
 	__u32 policy_rev;      /* ferry_config.policy_rev under which the flow was last judged
 				* allowed (0 = never): a mismatch re-judges it on its next packet */
+	__u32 backend_id;      /* FERRY_CT_F_SERVICE: the backend this flow was sent to */
+	__u32 rev_nat;         /* translated flows: the service id whose ferry_rnat_v1 address:port
+				* replies get as source (0 = no reverse NAT) */
 };
+
+/* Service flows have two entries (as in Cilium): a service entry keyed by the original tuple
+ * (client -> frontend) that remembers the backend, and the flow's entry keyed by the translated
+ * tuple (client -> backend) that carries rev_nat, policy and counters. */
+#define FERRY_CT_F_SERVICE 0x1  /* service entry: keyed client -> frontend; backend_id is the choice */
+#define FERRY_CT_F_HAIRPIN 0x2  /* a pod reaching itself through a Service: the source was rewritten
+				 * to the service loopback address; replies get source = frontend and
+				 * destination = the pod */
+#define FERRY_CT_F_NODEPORT 0x4 /* created by from-uplink (a client outside the node) */
 
 /* Timeouts (seconds), as Cilium's defaults. */
 #define FERRY_CT_TIMEOUT_TCP_SYN 60
@@ -190,6 +232,12 @@ enum ferry_counter {
 	FERRY_CTR_CT_RELATED = 9,     /* ICMP errors/control, later fragments: passed, no entry */
 	FERRY_CTR_REDIRECT_TUNNEL = 10, /* from-pod: sent straight to the overlay device (remote pod) */
 	FERRY_CTR_FROM_OVERLAY = 11,  /* packets entering from-overlay (decapsulated, from other nodes) */
+	FERRY_CTR_FROM_UPLINK = 12,   /* packets entering from-uplink (NodePort device ingress) */
+	FERRY_CTR_TO_UPLINK = 13,     /* packets entering to-uplink (NodePort device egress) */
+	FERRY_CTR_LB_NEW = 14,        /* new connections to a frontend, translated to a backend */
+	FERRY_CTR_LB_REVNAT = 15,     /* replies translated back to the frontend's address */
+	FERRY_CTR_LB_REJECT_SENT = 16, /* ICMP unreachable sent for a frontend without backends */
+	FERRY_CTR_LB_AFFINITY_HIT = 17, /* new connections sent to the client's affinity backend */
 	/* drops: one counter per reason, FERRY_CTR_DROP_BASE + enum ferry_drop_reason */
 	FERRY_CTR_DROP_BASE = 32,
 	FERRY_CTR_MAX = 64,
@@ -199,7 +247,8 @@ enum ferry_drop_reason {
 	FERRY_DROP_INVALID = 1,     /* truncated or malformed headers */
 	FERRY_DROP_SPOOFED = 2,     /* from-pod source IP is not one of the sending endpoint's IPs */
 	FERRY_DROP_POLICY = 3,      /* NetworkPolicy denied (issue 5) */
-	FERRY_DROP_NO_SERVICE = 4,  /* service without backends (issue 6) */
+	FERRY_DROP_NO_SERVICE = 4,  /* frontend without backends: rejected (an ICMP unreachable went
+				     * back, FERRY_CTR_LB_REJECT_SENT) or dropped (Local policy) */
 	FERRY_DROP_NOT_READY = 5,   /* destination endpoint not yet programmed (fail-closed) */
 	FERRY_DROP_CT_FULL = 6,     /* conntrack insert failed */
 	FERRY_DROP_REASON_MAX = 31,
@@ -239,22 +288,148 @@ enum ferry_source_file {
 	FERRY_SRC_PARSE = 3,
 	FERRY_SRC_OVERLAY = 4, /* bpf/lib/overlay.h */
 	FERRY_SRC_POLICY = 5,  /* bpf/lib/policy.h */
+	FERRY_SRC_LB = 6,      /* bpf/lib/lb.h */
+	FERRY_SRC_NAT = 7,     /* bpf/lib/nat.h */
 };
 
 #define FERRY_HOOK_FROM_POD 1
 #define FERRY_HOOK_TO_POD 2
 #define FERRY_HOOK_FROM_OVERLAY 3 /* tc ingress of the overlay (VXLAN) device */
+#define FERRY_HOOK_FROM_UPLINK 4  /* tc ingress of a NodePort device (the node's underlay NIC) */
+#define FERRY_HOOK_TO_UPLINK 5    /* tc egress of a NodePort device */
+
+/* skb->mark bit from-uplink sets on a NodePort connection to be masqueraded (externalTraffic-
+ * Policy Cluster): the agent's one iptables MASQUERADE rule matches it (DESIGN.md "Masquerade"),
+ * as kube-proxy's KUBE-MARK-MASQ bit. */
+#define FERRY_MARK_MASQ 0x4000
+
+/* ---- services ----
+ * ferry_svc_v1 (HASH): frontend (address, port, protocol) -> service. Key and value: */
+struct ferry_service_key {
+	__u8 addr[16];  /* frontend address, network order */
+	__be16 port;    /* network order */
+	__u8 proto;     /* IPPROTO_TCP / UDP / SCTP */
+	__u8 family;
+};
+
+#define FERRY_SVC_F_AFFINITY 0x1       /* sessionAffinity ClientIP (timeout affinity_timeout_s) */
+#define FERRY_SVC_F_DROP_EMPTY 0x2     /* no backend: drop (Local policy), not reject */
+#define FERRY_SVC_F_NODEPORT 0x4       /* a NodePort frontend (node address:nodePort) */
+#define FERRY_SVC_F_EXTERNAL_IP 0x8    /* a spec.externalIPs frontend */
+#define FERRY_SVC_F_LOCAL 0x10         /* traffic policy Local: external clients keep their source
+					* address and use set 0 (local backends); pods and the
+					* node itself use set 1 (count_internal) */
+
+struct ferry_service_value {
+	__u32 service_id;      /* the frontend's ServiceId: rev-NAT, affinity and Maglev key; != 0 */
+	__u16 count;           /* backends of set 0 (slots 0..count-1); 0 = none (reject/drop) */
+	__u16 count_internal;  /* backends of set 1, used only with FERRY_SVC_F_LOCAL */
+	__u32 flags;           /* FERRY_SVC_F_* */
+	__u32 affinity_timeout_s;
+};
+
+/* ferry_slot_v1 (HASH): (service id, set, slot) -> backend id (__u32 value). Random choice picks
+ * slot = prandom % count; slots are dense 0..count-1 in BackendId-sorted order of the IR. */
+struct ferry_slot_key {
+	__u32 service_id;
+	__u16 slot;
+	__u8 set;   /* 0 = ServiceFrontend::backends, 1 = pod_and_host_backends */
+	__u8 pad;
+};
+
+/* ferry_be_v1 (HASH): backend id (__u32) -> backend. Every backend a frontend names, in any
+ * state, so that established flows to it keep being translated; only slots choose new ones. */
+#define FERRY_BACKEND_ACTIVE 0
+#define FERRY_BACKEND_TERMINATING 1
+#define FERRY_BACKEND_NOT_SERVING 2
+#define FERRY_BACKEND_F_LOCAL 0x1  /* on this node */
+
+struct ferry_backend_value {
+	__u8 addr[16];
+	__be16 port;
+	__u8 proto;
+	__u8 family;
+	__u8 state;   /* FERRY_BACKEND_* */
+	__u8 flags;   /* FERRY_BACKEND_F_* */
+	__u16 pad;
+};
+
+/* ferry_rnat_v1 (HASH): service id (__u32) -> the frontend address:port replies carry. */
+struct ferry_revnat_value {
+	__u8 addr[16];
+	__be16 port;
+	__u8 family;
+	__u8 pad;
+};
+
+/* ferry_aff_v1 (LRU HASH): (service id, client address) -> the client's backend. An entry
+ * older than the frontend's affinity_timeout_s, or naming a backend no longer in set 0/1, is
+ * ignored and replaced. */
+struct ferry_affinity_key {
+	__u32 service_id;
+	__u8 family;
+	__u8 pad[3];
+	__u8 client[16];
+};
+
+struct ferry_affinity_value {
+	__u64 last_used_ns;  /* bpf_ktime_get_ns() of the latest new connection that used it */
+	__u32 backend_id;
+	__u32 pad;
+};
+
+/* ferry_mglv_v1 (HASH, BPF_F_NO_PREALLOC): (service id, set) -> Maglev lookup table; a new
+ * flow takes backend_id[hash(5-tuple) % FERRY_MAGLEV_TABLE_SIZE]. Written only when
+ * FERRY_CFG_F_MAGLEV is on. */
+struct ferry_maglev_key {
+	__u32 service_id;
+	__u32 set;
+};
+
+struct ferry_maglev_value {
+	__u32 backend_id[FERRY_MAGLEV_TABLE_SIZE];
+};
+
+/* ferry_skrn_v1 (LRU HASH): socket LB (cgroup sock_addr programs): for a UDP socket of the
+ * node's processes that sent to a frontend, (socket cookie, backend address:port) -> the
+ * frontend, so recvmsg shows replies as coming from the address the process sent to. */
+struct ferry_sock_revnat_key {
+	__u64 cookie;     /* bpf_get_socket_cookie() */
+	__u8 addr[16];    /* backend address */
+	__be16 port;      /* backend port */
+	__u8 family;
+	__u8 pad[5];
+};
+
+struct ferry_sock_revnat_value {
+	__u8 addr[16];    /* frontend address */
+	__be16 port;      /* frontend port */
+	__u8 family;
+	__u8 pad;
+	__u32 service_id;
+};
 
 #ifdef __cplusplus
 static_assert(sizeof(struct ferry_endpoint_key) == 20);
 static_assert(sizeof(struct ferry_endpoint_value) == 24);
 static_assert(sizeof(struct ferry_ct_key) == 40);
-static_assert(sizeof(struct ferry_ct_value) == 64);
+static_assert(sizeof(struct ferry_ct_value) == 72);
 static_assert(sizeof(struct ferry_counter_value) == 16);
 static_assert(sizeof(struct ferry_drop_event) == 72);
 static_assert(sizeof(struct ferry_tunnel_key) == 24);
 static_assert(sizeof(struct ferry_tunnel_value) == 24);
-static_assert(sizeof(struct ferry_config) == 28);
+static_assert(sizeof(struct ferry_config) == 64);
+static_assert(sizeof(struct ferry_service_key) == 20);
+static_assert(sizeof(struct ferry_service_value) == 16);
+static_assert(sizeof(struct ferry_slot_key) == 8);
+static_assert(sizeof(struct ferry_backend_value) == 24);
+static_assert(sizeof(struct ferry_revnat_value) == 20);
+static_assert(sizeof(struct ferry_affinity_key) == 24);
+static_assert(sizeof(struct ferry_affinity_value) == 16);
+static_assert(sizeof(struct ferry_maglev_key) == 8);
+static_assert(sizeof(struct ferry_maglev_value) == 4 * FERRY_MAGLEV_TABLE_SIZE);
+static_assert(sizeof(struct ferry_sock_revnat_key) == 32);
+static_assert(sizeof(struct ferry_sock_revnat_value) == 24);
 static_assert(sizeof(struct ferry_ipcache_key) == 24);
 static_assert(sizeof(struct ferry_ipcache_value) == 8);
 static_assert(sizeof(struct ferry_policy_key) == 16);
@@ -263,12 +438,22 @@ static_assert(sizeof(struct ferry_policy_value) == 8);
 _Static_assert(sizeof(struct ferry_endpoint_key) == 20, "endpoint key layout");
 _Static_assert(sizeof(struct ferry_endpoint_value) == 24, "endpoint value layout");
 _Static_assert(sizeof(struct ferry_ct_key) == 40, "ct key layout");
-_Static_assert(sizeof(struct ferry_ct_value) == 64, "ct value layout");
+_Static_assert(sizeof(struct ferry_ct_value) == 72, "ct value layout");
 _Static_assert(sizeof(struct ferry_counter_value) == 16, "counter layout");
 _Static_assert(sizeof(struct ferry_drop_event) == 72, "event layout");
 _Static_assert(sizeof(struct ferry_tunnel_key) == 24, "tunnel key layout");
 _Static_assert(sizeof(struct ferry_tunnel_value) == 24, "tunnel value layout");
-_Static_assert(sizeof(struct ferry_config) == 28, "config layout");
+_Static_assert(sizeof(struct ferry_config) == 64, "config layout");
+_Static_assert(sizeof(struct ferry_service_key) == 20, "service key layout");
+_Static_assert(sizeof(struct ferry_service_value) == 16, "service value layout");
+_Static_assert(sizeof(struct ferry_slot_key) == 8, "slot key layout");
+_Static_assert(sizeof(struct ferry_backend_value) == 24, "backend layout");
+_Static_assert(sizeof(struct ferry_revnat_value) == 20, "revnat layout");
+_Static_assert(sizeof(struct ferry_affinity_key) == 24, "affinity key layout");
+_Static_assert(sizeof(struct ferry_affinity_value) == 16, "affinity value layout");
+_Static_assert(sizeof(struct ferry_maglev_key) == 8, "maglev key layout");
+_Static_assert(sizeof(struct ferry_sock_revnat_key) == 32, "sock revnat key layout");
+_Static_assert(sizeof(struct ferry_sock_revnat_value) == 24, "sock revnat value layout");
 _Static_assert(sizeof(struct ferry_ipcache_key) == 24, "ipcache key layout");
 _Static_assert(sizeof(struct ferry_ipcache_value) == 8, "ipcache value layout");
 _Static_assert(sizeof(struct ferry_policy_key) == 16, "policy key layout");
