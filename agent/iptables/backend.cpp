@@ -1,9 +1,11 @@
-// The kernel side of the iptables datapath: runs iptables-save / iptables-restore and ipset,
-// keeps a model of each family's filter table and of our ipsets, sets the br_netfilter sysctls.
+// The kernel side of the iptables datapath: runs iptables-save / iptables-restore, ipset and
+// conntrack, keeps a model of each family's filter and nat tables and of our ipsets, sets the
+// br_netfilter sysctls.
 #include <unistd.h>
 
 #include <cstdlib>
 #include <functional>
+#include <utility>
 
 #include "agent/iptables/iptables.h"
 
@@ -24,6 +26,7 @@ std::string trimmed(std::string s) {
 }
 
 const char* family_name(Family f) { return f == Family::kV4 ? "IPv4" : "IPv6"; }
+const char* table_name(Table t) { return t == Table::kNat ? "nat" : "filter"; }
 
 // br_netfilter's switches. They are per network namespace (since Linux 5.3), so setting them
 // in the node's netns makes only this node's bridged traffic traverse iptables; each simulated
@@ -39,6 +42,7 @@ class IptablesDataplane final : public dataplane::Dataplane {
     save_[0] = resolve(config.iptables_save);
     save_[1] = resolve(config.ip6tables_save);
     ipset_ = resolve(config.ipset);
+    conntrack_ = net::find_executable(config.conntrack);
   }
 
   std::string name() const override { return "iptables"; }
@@ -83,9 +87,21 @@ class IptablesDataplane final : public dataplane::Dataplane {
     for (Family f : families()) change(f, render_orphan_gc, "remove unreferenced FERRY-FROM/TO chains");
   }
 
-  // PLACEHOLDER (issue 6, in progress): replaced by the kube-proxy layout renderer.
-  void program_services(const dataplane::ServiceSet&) override {
-    throw dataplane::DataplaneError("iptables: services are not implemented yet");
+  // nat first: a Service gaining endpoints is translated before its REJECT goes (the REJECT
+  // matches only untranslated packets anyway).
+  void program_services(const dataplane::ServiceSet& desired) override {
+    if (!started_) start();
+    // Unknown until this returns; the previous set tells which UDP flows went stale.
+    const std::optional<dataplane::ServiceSet> before = std::exchange(applied_services_, std::nullopt);
+    for (Family f : families()) {
+      const ServiceTables want = service_tables(f, desired, config_.cluster_cidrs);
+      for (auto [t, chains] : {std::pair{Table::kNat, &want.nat}, std::pair{Table::kFilter, &want.filter}})
+        change(
+            f, [&](const FilterTable& current) { return render_services(t, *chains, current); },
+            "program the service chains", t);
+    }
+    if (before) delete_stale_udp_flows(stale_udp_flows(*before, desired));
+    applied_services_ = desired;
   }
 
   // Sets first (the new rules name them), then the chains that differ, then the sets no rule
@@ -111,9 +127,15 @@ class IptablesDataplane final : public dataplane::Dataplane {
 
   void cleanup_all() override {
     for (Family f : families()) {
-      cache_[index(f)].reset();  // read the kernel afresh: cleanup must find everything of ours
+      for (Table t : {Table::kFilter, Table::kNat}) {
+        cache_[index(f, t)].reset();  // read the kernel afresh: cleanup must find everything of ours
+        change(
+            f, [&](const FilterTable& current) { return render_services_cleanup(t, current); },
+            "remove the ferry service chains", t);
+      }
       change(f, render_cleanup, "remove the ferry endpoint chains");
     }
+    applied_services_.reset();
     sets_.reset();
     policy_.reset();
     change_sets([](const IdentitySets& have) { return render_set_destroy({}, have); },
@@ -124,48 +146,53 @@ class IptablesDataplane final : public dataplane::Dataplane {
 
   dataplane::Stats stats() override {
     dataplane::Stats s;
-    dataplane::Counter spoofed{"drop_spoofed", true}, policy{"drop_policy", true};
+    dataplane::Counter spoofed{"drop_spoofed", true}, policy{"drop_policy", true},
+        no_endpoint{"drop_no_service", true};
     for (Family f : families()) {
       const FilterTable t = parse_save(save(f, /*counters=*/true));
-      for (auto [sum, c] : {std::pair{&spoofed, drop_spoofed_counter(t)}, std::pair{&policy, drop_policy_counter(t)}}) {
+      for (auto [sum, c] : {std::pair{&spoofed, drop_spoofed_counter(t)}, std::pair{&policy, drop_policy_counter(t)},
+                            std::pair{&no_endpoint, service_no_endpoint_counter(t)}}) {
         sum->packets += c.packets;
         sum->bytes += c.bytes;
       }
     }
-    s.counters = {spoofed, policy};
+    s.counters = {spoofed, policy, no_endpoint};
     s.kernel_writes = kernel_writes_;
     return s;
   }
 
  private:
   static size_t index(Family f) { return f == Family::kV4 ? 0 : 1; }
+  static size_t index(Family f, Table t) { return index(f) + (t == Table::kNat ? 2 : 0); }
 
   std::vector<Family> families() const {
     if (config_.ipv6) return {Family::kV4, Family::kV6};
     return {Family::kV4};
   }
 
-  std::string save(Family f, bool counters) {
-    std::vector<std::string> argv = {save_[index(f)], "-t", "filter"};
+  std::string save(Family f, bool counters, Table t = Table::kFilter) {
+    std::vector<std::string> argv = {save_[index(f)], "-t", table_name(t)};
     if (counters) argv.push_back("-c");
     net::CommandResult r = net::run_command(argv);
     if (r.status != 0)
-      throw DataplaneError(std::string("failed to read the ") + family_name(f) + " filter table: " + argv[0] +
+      throw DataplaneError(std::string("failed to read the ") + family_name(f) + " " + table_name(t) + " table: " + argv[0] +
                            " exited with " + std::to_string(r.status) + ": " + trimmed(r.err));
     return r.out;
   }
 
-  FilterTable& table(Family f) {
-    auto& cached = cache_[index(f)];
-    if (!cached) cached = parse_save(save(f, /*counters=*/false));
+  FilterTable& table(Family f, Table t = Table::kFilter) {
+    auto& cached = cache_[index(f, t)];
+    if (!cached) cached = parse_table_save(save(f, /*counters=*/false, t), t);
     return *cached;
   }
 
   // Renders against the model of the table and runs one restore. A failure usually means the
   // model is stale (someone else edited our chains): re-read the table, render, try once more.
-  void change(Family f, const std::function<std::string(const FilterTable&)>& render, const std::string& what) {
+  void change(Family f, const std::function<std::string(const FilterTable&)>& render, const std::string& what,
+              Table table_kind = Table::kFilter) {
+    const size_t slot = index(f, table_kind);
     for (int attempt = 0;; ++attempt) {
-      FilterTable& t = table(f);
+      FilterTable& t = table(f, table_kind);
       const std::string text = render(t);
       if (text.empty()) return;
       ++kernel_writes_;
@@ -173,13 +200,13 @@ class IptablesDataplane final : public dataplane::Dataplane {
           {restore_[index(f)], "--wait=" + std::to_string(config_.lock_wait_seconds), "--noflush"}, text);
       if (r.status == 0) {
         try {
-          apply_restore(t, text);
+          apply_table_restore(t, table_kind, text);
         } catch (const DataplaneError&) {
-          cache_[index(f)].reset();  // the kernel took it, our model did not: re-read next time
+          cache_[slot].reset();  // the kernel took it, our model did not: re-read next time
         }
         return;
       }
-      cache_[index(f)].reset();
+      cache_[slot].reset();
       if (attempt > 0)
         throw DataplaneError("failed to " + what + " (" + family_name(f) + "): " + restore_[index(f)] +
                              " exited with " + std::to_string(r.status) + ": " + trimmed(r.err.empty() ? r.out : r.err));
@@ -219,6 +246,19 @@ class IptablesDataplane final : public dataplane::Dataplane {
     }
   }
 
+  // kube-proxy deletes these too: a UDP flow has no end, so its conntrack entry would keep
+  // sending a client's datagrams to a backend that is gone. Without the tool they time out.
+  void delete_stale_udp_flows(const std::vector<StaleUdpFlows>& stale) {
+    if (!conntrack_) return;
+    for (const StaleUdpFlows& flow : stale) {
+      std::vector<std::string> argv = {*conntrack_,      "-D", "-p", "udp", "--orig-dst", flow.frontend.str(),
+                                       "--orig-port-dst", std::to_string(flow.port)};
+      if (flow.backend) argv.insert(argv.end(), {"--dst-nat", flow.backend->str()});
+      // Exit status 1 means "no entry matched": nothing to delete is not an error.
+      if (net::run_command(argv).status == 0) ++kernel_writes_;
+    }
+  }
+
   void enable_bridge_nf_call() {
     // The sysctls exist once br_netfilter is loaded; physdev matches need it anyway.
     if (access("/proc/sys/net/bridge", F_OK) != 0) net::run_command({resolve("modprobe"), "br_netfilter"});
@@ -249,13 +289,15 @@ class IptablesDataplane final : public dataplane::Dataplane {
 
   IptablesConfig config_;
   std::string restore_[2], save_[2], ipset_;
-  std::optional<FilterTable> cache_[2];
+  std::optional<FilterTable> cache_[4];  // [index(family, table)]: filter v4, v6, nat v4, v6
   std::optional<IdentitySets> sets_;
   struct AppliedPolicy {
     dataplane::PolicySet set;
     IdentitySets sets;
   };
   std::optional<AppliedPolicy> policy_;  // the last program_policy that succeeded
+  std::optional<dataplane::ServiceSet> applied_services_;  // the last program_services that succeeded
+  std::optional<std::string> conntrack_;
   uint64_t kernel_writes_ = 0;
   bool started_ = false;
 };

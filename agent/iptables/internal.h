@@ -1,7 +1,9 @@
-// agent/iptables/internal.h — pieces shared by the endpoint rules (rules.cpp) and the policy
-// rules (policy_rules.cpp); not part of the module's interface.
+// agent/iptables/internal.h — pieces shared by the endpoint rules (rules.cpp), the policy
+// rules (policy_rules.cpp) and the service rules (service_rules.cpp); not part of the module's
+// interface.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,11 +19,12 @@ inline std::string with_comment(std::string_view comment) {
 // The pieces of a restore script, emitted in an order iptables-restore accepts: chain
 // declarations, deletions, appends/inserts, chain removals.
 struct Script {
+  std::string table = "filter";
   std::vector<std::string> declare, remove, add, drop_chains;
   bool empty() const { return declare.empty() && remove.empty() && add.empty() && drop_chains.empty(); }
   std::string text() const {
     if (empty()) return "";
-    std::string t = "*filter\n";
+    std::string t = "*" + table + "\n";
     for (const auto& c : declare) t += ":" + c + " - [0:0]\n";
     for (const auto& l : remove) t += l + "\n";
     for (const auto& l : add) t += l + "\n";
@@ -29,6 +32,16 @@ struct Script {
     return t + "COMMIT\n";
   }
 };
+
+// iptables' name of a protocol the datapath handles; nullptr for others.
+inline const char* proto_name(uint8_t proto) {
+  switch (proto) {
+    case 6: return "tcp";     // IPPROTO_TCP
+    case 17: return "udp";    // IPPROTO_UDP
+    case 132: return "sctp";  // IPPROTO_SCTP
+    default: return nullptr;
+  }
+}
 
 // Text split at '\n', trailing '\r' and spaces trimmed.
 std::vector<std::string_view> lines_of(std::string_view text);

@@ -68,6 +68,47 @@
 //   no rule uses any more. State is read back from `ipset save` and iptables-save, so a second
 //   program_policy, also by a restarted agent, finds nothing to write.
 //
+// Services (program_services; DESIGN.md "Services"): kube-proxy's iptables layout
+// (pkg/proxy/iptables/proxier.go) with ferry names, iptables for IPv4 frontends and ip6tables
+// for IPv6 ones, every rule commented "ferry: <kube-proxy's text>":
+//   nat PREROUTING, OUTPUT ─► FERRY-SERVICES: per ClusterIP frontend with backends
+//     "-d <ip> -p P --dport <port> -j FERRY-SVC-<h>" (internalTrafficPolicy Local: FERRY-SVL-<h>),
+//     per externalIP "-j FERRY-EXT-<h>", last "-m addrtype --dst-type LOCAL -j FERRY-NODEPORTS".
+//   FERRY-NODEPORTS: per NodePort frontend "-d <node address> -p P --dport <nodePort> -j FERRY-EXT-<h>".
+//   FERRY-SVC-<h> (every endpoint) / FERRY-SVL-<h> (this node's endpoints): with sessionAffinity
+//     first one "-m recent --rcheck --seconds T --reap --name FERRY-SEP-<e>" rule per endpoint,
+//     then endpoint i of n with "-m statistic --mode random --probability 1/(n-i)" (the last
+//     unconditional), in IR order. With exactly one cluster CIDR of the family configured, the
+//     ClusterIP's chain first marks traffic from outside it for masquerade (kube-proxy's
+//     --cluster-cidr); without, that rule is left out.
+//   FERRY-SEP-<e>: "-s <endpoint> -j FERRY-MARK-MASQ" (hairpin), then DNAT to the endpoint
+//     (with affinity, "-m recent --set --name FERRY-SEP-<e>" remembers the client).
+//   FERRY-EXT-<h>: externalTrafficPolicy Cluster: mark for masquerade, -j FERRY-SVC-<h>. Local:
+//     sources in the cluster CIDRs (pods) and the node itself (addrtype LOCAL, masqueraded) go
+//     to FERRY-SVC-<h> (every endpoint, the IR's pod_and_host_backends); everyone else keeps its
+//     source and goes to FERRY-SVL-<h>. Without configured cluster CIDRs, pods count as outside
+//     clients there (kube-proxy without a local-traffic detector).
+//   FERRY-MARK-MASQ: MARK --set-xmark 0x4000/0x4000 (FERRY_MARK_MASQ, kube-proxy's bit).
+//   POSTROUTING ─► FERRY-SVC-POSTROUTING: marked packets are MASQUERADEd (--random-fully), the
+//     mark cleared.
+//   filter INPUT, FORWARD, OUTPUT ─(ctstate NEW)─► FERRY-SERVICES: per frontend without
+//     backends "-j REJECT" (when_empty Reject: ICMP port unreachable, connect() sees
+//     ECONNREFUSED) or "-j DROP" (when_empty Drop). In INPUT and FORWARD the jump sits right
+//     after the endpoint datapath's, so a pod's egress policy judges (and counts) first.
+// <h> is 16 upper-case hex digits of a hash of "namespace/name:port/protocol" (stable across
+// restarts, like kube-proxy's base32 of sha256), <e> of that plus the endpoint address:port.
+// The frontends of one Service port and family share its chains: the ClusterIP's backends (or
+// the first frontend's under the same traffic policy) fill SVC/SVL, as the IR gives every
+// frontend of a port the same lists for the same policy.
+// Updates are partial restores (KEP-3453): the desired chains are compared with the installed
+// ones (read with iptables-save once, then kept current as restores succeed) and only chains
+// whose rules differ are rewritten, chains no longer wanted are flushed and deleted, so one
+// endpoint change rewrites the Service's SVC/SVL chain and the SEP chains that came or went;
+// FERRY-SERVICES / FERRY-NODEPORTS only when their own rules change. A restarted agent with the
+// same ServiceSet writes nothing. Established flows keep their conntrack DNAT; UDP flows to a
+// frontend that went away, or to an endpoint no longer named by its frontend, are deleted with
+// the `conntrack` tool when it is installed (kube-proxy does the same), else left to time out.
+//
 // Errors: the backend throws dataplane::DataplaneError with the command and its stderr; the
 // pure functions below throw DataplaneError for endpoints they cannot render (a veth name with
 // characters iptables-restore would misread, a descriptor longer than a rule comment may be).
@@ -98,6 +139,11 @@ struct IptablesConfig {
   int lock_wait_seconds = 10;
   // start() sets net.bridge.bridge-nf-call-ip(6)tables=1 and cleanup_all() sets them to 0.
   bool manage_bridge_nf_call = true;
+  // The cluster's pod network (kube-proxy's --cluster-cidr), at most one prefix per family for
+  // the ClusterIP masquerade rule; sources here are pods for externalTrafficPolicy Local.
+  std::vector<net::Prefix> cluster_cidrs;
+  // conntrack-tools, for deleting stale UDP flows of Services; optional.
+  std::string conntrack = "conntrack";
 };
 
 std::unique_ptr<dataplane::Dataplane> make_iptables_dataplane(const IptablesConfig& config = {});
@@ -211,5 +257,53 @@ std::string render_policy(Family family, const dataplane::PolicySet& desired,
 
 // Packets/bytes of the policy-deny rules in one table (needs iptables-save -c).
 dataplane::Counter drop_policy_counter(const FilterTable& table);
+
+// ---------------------------------------------------------------------------------------
+// Services: kube-proxy's layout (service_rules.cpp), pure as well.
+
+enum class Table { kFilter, kNat };
+
+inline constexpr std::string_view kServicesChain = "FERRY-SERVICES";  // in nat and in filter
+inline constexpr std::string_view kNodePortsChain = "FERRY-NODEPORTS";
+inline constexpr std::string_view kMarkMasqChain = "FERRY-MARK-MASQ";
+inline constexpr std::string_view kServicePostroutingChain = "FERRY-SVC-POSTROUTING";
+inline constexpr std::string_view kServiceChainPrefix = "FERRY-SVC-";
+inline constexpr std::string_view kLocalServiceChainPrefix = "FERRY-SVL-";
+inline constexpr std::string_view kExternalChainPrefix = "FERRY-EXT-";
+inline constexpr std::string_view kEndpointChainPrefix = "FERRY-SEP-";
+
+// Chains of one table: name -> rule specs as iptables-save prints them (after "-A <chain> ").
+using ChainRules = std::map<std::string, std::vector<std::string>>;
+struct ServiceTables {
+  ChainRules nat, filter;
+};
+// The service chains of one family. Throws DataplaneError for a protocol other than TCP, UDP,
+// SCTP.
+ServiceTables service_tables(Family family, const dataplane::ServiceSet& set,
+                             const std::vector<net::Prefix>& cluster_cidrs);
+// True for the chains of `table` that service_tables() makes (cleanup removes exactly these).
+bool is_service_chain(Table table, std::string_view chain);
+// parse_save / apply_restore for either table (the model type is the same).
+FilterTable parse_table_save(std::string_view save_text, Table table);
+void apply_table_restore(FilterTable& model, Table table, std::string_view restore_text);
+// Restore text (for --noflush) making `table` hold `want`: chains whose rules differ are
+// rewritten whole, service chains not in `want` flushed and deleted, the jumps from the
+// built-in chains added where missing; "" when everything already matches.
+std::string render_services(Table table, const ChainRules& want, const FilterTable& current);
+// Every service chain of `table` and every jump to one.
+std::string render_services_cleanup(Table table, const FilterTable& current);
+
+// UDP conntrack entries a change leaves pointing nowhere: to a frontend that is gone
+// (backend nullopt: every flow to it) or to a backend its frontend no longer names.
+struct StaleUdpFlows {
+  net::Ip frontend;
+  uint16_t port = 0;
+  std::optional<net::Ip> backend;
+};
+std::vector<StaleUdpFlows> stale_udp_flows(const dataplane::ServiceSet& before, const dataplane::ServiceSet& after);
+
+// Packets/bytes of the filter FERRY-SERVICES rules (rejected or dropped for lack of an
+// endpoint; needs iptables-save -c): "drop_no_service", the eBPF datapath's name for it.
+dataplane::Counter service_no_endpoint_counter(const FilterTable& filter);
 
 }  // namespace ferry::iptables

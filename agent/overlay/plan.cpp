@@ -123,6 +123,10 @@ std::string render_conflist(const std::vector<net::Prefix>& pod_cidrs, const Con
                  {"bridge", o.bridge},
                  {"isGateway", true},
                  {"ipMasq", false},
+                 // A pod reaching itself through a Service: in iptables mode the DNATed packet
+                 // goes back out the port it came in (kube-proxy needs the same; flannel's
+                 // conflist sets it too). eBPF mode redirects it and needs nothing.
+                 {"hairpinMode", true},
                  {"endpointDir", o.endpoint_dir},
                  {"agentSocket", o.agent_socket},
                  {"agentRequired", o.agent_required},

@@ -104,6 +104,7 @@ TEST(OverlayConflist, RangesAndRoutesPerFamily) {
   EXPECT_EQ(b["bridge"], "ferry0");
   EXPECT_EQ(b["isGateway"], true);
   EXPECT_EQ(b["ipMasq"], false);
+  EXPECT_EQ(b["hairpinMode"], true);  // Services: a pod reaching itself in iptables mode
   EXPECT_EQ(b["mtu"], 1450);
   EXPECT_EQ(b["agentRequired"], true);
   EXPECT_EQ(b["endpointDir"], "/run/ferry/n1/endpoints");
