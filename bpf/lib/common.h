@@ -39,6 +39,7 @@ struct ferry_pkt {
 	__u16 drop_line;           /* ... and the __LINE__ there */
 	__u8 direction;            /* FERRY_DROP_POLICY: FERRY_DIR_* of the denying endpoint */
 	__u8 pad;
+	__u16 l4_off;              /* offset of the L4 header in the frame (NAT rewrites, reject) */
 };
 
 /* Records where a packet was refused and evaluates to -reason. Use as `return FERRY_DROP(...)`. */

@@ -5,8 +5,9 @@
  * reply); a miss creates the entry once policy allowed the flow. Every hook looks up once per IP
  * packet (ferry_ct_lookup): it is the first map work on the fast path, and per-flow decisions are
  * cached in the entry so that established flows need no further lookups: the policy verdict as
- * `policy_rev` (the revision it was judged under, lib/policy.h), the service backend (issue 6)
- * in `flags`.
+ * `policy_rev` (the revision it was judged under, lib/policy.h), the reverse translation of a
+ * service flow as `rev_nat` + `flags` (lib/lb.h). SERVICE entries (FERRY_CT_F_SERVICE, keyed
+ * client -> frontend, lib/lb.h) belong to the load balancer: the lookups here never return one.
  *
  * States and lifetimes (seconds after last_seen_ns; the agent's GC expires entries):
  *   created by a TCP packet            NEW, FERRY_CT_TIMEOUT_TCP_SYN
@@ -99,33 +100,68 @@ static __always_inline void ferry_ct_update_state(struct ferry_ct_value *ct, con
 	}
 }
 
+/* What every new entry starts with (flows here, SERVICE entries in lib/lb.h): timestamps, the
+ * first packet's counters and flags, `state` (CLOSING instead for a TCP FIN/RST) and its
+ * lifetime; everything else zero. */
+static __always_inline void ferry_ct_init(struct ferry_ct_value *ct, const struct ferry_pkt *pkt,
+					  __u32 src_endpoint, __u8 state)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	__builtin_memset(ct, 0, sizeof(*ct));
+	ct->created_ns = now;
+	ct->last_seen_ns = now;
+	ct->packets_fwd = 1;
+	ct->bytes_fwd = pkt->len;
+	ct->src_endpoint = src_endpoint;
+	ct->tcp_flags_fwd = pkt->tcp_flags;
+	ct->state = state;
+	if (pkt->tuple.proto == IPPROTO_TCP && (pkt->tcp_flags & (FERRY_TCP_FIN | FERRY_TCP_RST)))
+		ct->state = FERRY_CT_CLOSING;
+	ct->lifetime_s = ferry_ct_lifetime(pkt->tuple.proto, ct->state);
+}
+
 /* Creates the entry of a new flow, judged allowed under `policy_rev` (0: policy is off, never
- * judged). Returns FERRY_CT_RES_NEW or a negative drop reason. */
-static __always_inline int ferry_ct_create(struct ferry_pkt *pkt, __u32 src_endpoint, __u32 policy_rev)
+ * judged). A translated service flow passes its service id (`rev_nat`, replies get the frontend
+ * back) and FERRY_CT_F_HAIRPIN / FERRY_CT_F_NODEPORT (`flags`); 0 and 0 otherwise. Returns
+ * FERRY_CT_RES_NEW or a negative drop reason. */
+static __always_inline int ferry_ct_create(struct ferry_pkt *pkt, __u32 src_endpoint, __u32 policy_rev,
+					   __u32 rev_nat, __u8 flags)
 {
 	struct ferry_ct_value ct;
-	__u64 now = bpf_ktime_get_ns();
 	long err;
 
-	__builtin_memset(&ct, 0, sizeof(ct));
-	ct.created_ns = now;
-	ct.last_seen_ns = now;
-	ct.packets_fwd = 1;
-	ct.bytes_fwd = pkt->len;
-	ct.src_endpoint = src_endpoint;
-	ct.tcp_flags_fwd = pkt->tcp_flags;
-	ct.state = FERRY_CT_NEW;
-	if (pkt->tuple.proto == IPPROTO_TCP && (pkt->tcp_flags & (FERRY_TCP_FIN | FERRY_TCP_RST)))
-		ct.state = FERRY_CT_CLOSING;
-	ct.lifetime_s = ferry_ct_lifetime(pkt->tuple.proto, ct.state);
+	ferry_ct_init(&ct, pkt, src_endpoint, FERRY_CT_NEW);
 	ct.policy_rev = policy_rev;
-	/* ct.flags stays 0: the service verdict (issue 6) will be cached here */
+	ct.rev_nat = rev_nat;
+	ct.flags = flags;
 
 	err = bpf_map_update_elem(&ferry_ct_v2, &pkt->tuple, &ct, BPF_NOEXIST);
 	if (err && err != -FERRY_EEXIST) /* EEXIST: another CPU created it first, fine */
 		return FERRY_DROP(pkt, FERRY_SRC_CT, FERRY_DROP_CT_FULL);
 	ferry_count(FERRY_CTR_CT_NEW, pkt->len);
 	return FERRY_CT_RES_NEW;
+}
+
+/* The reply half of the lookup: the entry keyed by the packet's reversed tuple, its reverse
+ * counters and state updated, or NULL. SERVICE entries are not flows: never a hit. */
+static __always_inline struct ferry_ct_value *ferry_ct_lookup_reply(struct ferry_pkt *pkt, __u64 now)
+{
+	struct ferry_ct_value *ct;
+	struct ferry_ct_key rev;
+
+	ferry_ct_reverse(&rev, &pkt->tuple);
+	ct = bpf_map_lookup_elem(&ferry_ct_v2, &rev);
+	if (!ct || (ct->flags & FERRY_CT_F_SERVICE))
+		return NULL;
+	ct->last_seen_ns = now;
+	__sync_fetch_and_add(&ct->packets_rev, 1);
+	__sync_fetch_and_add(&ct->bytes_rev, pkt->len);
+	ferry_ct_update_state(ct, pkt, 1);
+	if ((ct->tcp_flags_rev | pkt->tcp_flags) != ct->tcp_flags_rev)
+		ct->tcp_flags_rev |= pkt->tcp_flags;
+	ferry_count(FERRY_CTR_CT_REPLY, pkt->len);
+	return ct;
 }
 
 /* Looks the packet's flow up (forward, then reverse) and updates a hit's counters and state;
@@ -135,7 +171,6 @@ static __always_inline int ferry_ct_create(struct ferry_pkt *pkt, __u32 src_endp
 static __always_inline int ferry_ct_lookup(struct ferry_pkt *pkt, struct ferry_ct_value **entry)
 {
 	struct ferry_ct_value *ct;
-	struct ferry_ct_key rev;
 	__u64 now;
 
 	*entry = NULL;
@@ -146,7 +181,7 @@ static __always_inline int ferry_ct_lookup(struct ferry_pkt *pkt, struct ferry_c
 	now = bpf_ktime_get_ns();
 
 	ct = bpf_map_lookup_elem(&ferry_ct_v2, &pkt->tuple);
-	if (ct) {
+	if (ct && !(ct->flags & FERRY_CT_F_SERVICE)) {
 		ct->last_seen_ns = now;
 		__sync_fetch_and_add(&ct->packets_fwd, 1);
 		__sync_fetch_and_add(&ct->bytes_fwd, pkt->len);
@@ -158,16 +193,8 @@ static __always_inline int ferry_ct_lookup(struct ferry_pkt *pkt, struct ferry_c
 		return FERRY_CT_RES_ESTABLISHED;
 	}
 
-	ferry_ct_reverse(&rev, &pkt->tuple);
-	ct = bpf_map_lookup_elem(&ferry_ct_v2, &rev);
+	ct = ferry_ct_lookup_reply(pkt, now);
 	if (ct) {
-		ct->last_seen_ns = now;
-		__sync_fetch_and_add(&ct->packets_rev, 1);
-		__sync_fetch_and_add(&ct->bytes_rev, pkt->len);
-		ferry_ct_update_state(ct, pkt, 1);
-		if ((ct->tcp_flags_rev | pkt->tcp_flags) != ct->tcp_flags_rev)
-			ct->tcp_flags_rev |= pkt->tcp_flags;
-		ferry_count(FERRY_CTR_CT_REPLY, pkt->len);
 		*entry = ct;
 		return FERRY_CT_RES_REPLY;
 	}

@@ -110,7 +110,10 @@ static __always_inline __u32 ferry_lb_select(const struct ferry_service_value *s
 		if (table) {
 			__u32 idx = flow_hash % FERRY_MAGLEV_TABLE_SIZE;
 
-			if (idx < FERRY_MAGLEV_TABLE_SIZE) /* for the verifier */
+			/* clang drops the bound check as redundant; the verifier (which does not
+			 * bound a modulo) needs it: hide the value from the optimizer. */
+			asm volatile("" : "+r"(idx));
+			if (idx < FERRY_MAGLEV_TABLE_SIZE)
 				id = table->backend_id[idx];
 		}
 	}

@@ -146,6 +146,7 @@ static __always_inline int ferry_parse_ipv4(struct ferry_pkt *pkt, void *data, v
 		pkt->untracked = 1; /* a later fragment: no L4 header to key a flow on */
 		return FERRY_PARSE_IP;
 	}
+	pkt->l4_off = ETH_HLEN + hdr_len;
 	return ferry_parse_l4(pkt, (void *)ip4 + hdr_len, data_end);
 }
 
@@ -162,6 +163,7 @@ static __always_inline int ferry_parse_ipv6(struct ferry_pkt *pkt, void *data, v
 	pkt->tuple.proto = ip6->nexthdr;
 	__builtin_memcpy(pkt->tuple.saddr, &ip6->saddr, 16);
 	__builtin_memcpy(pkt->tuple.daddr, &ip6->daddr, 16);
+	pkt->l4_off = ETH_HLEN + sizeof(*ip6);
 	return ferry_parse_l4(pkt, ip6 + 1, data_end);
 }
 

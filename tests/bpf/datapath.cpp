@@ -111,7 +111,7 @@ LoadedDatapath::LoadedDatapath(std::string pin_dir, Sizes sizes) : pin_dir_(std:
 LoadedDatapath::~LoadedDatapath() {
   if (skel_) {
     bpf_map* map = nullptr;
-    bpf_object__for_each_map(map, skel_->obj) bpf_map__unpin(map, nullptr);
+    bpf_object__for_each_map(map, skel_->obj) if (bpf_map__pin_path(map)) bpf_map__unpin(map, nullptr);
     ferry_lxc__destroy(skel_);
   }
   remove_pin_dir(pin_dir_);
@@ -174,8 +174,11 @@ RunResult DatapathTest::run(bpf_program* prog, const Bytes& frame, uint32_t ingr
   opts.data_size_in = static_cast<uint32_t>(frame.size());
   opts.data_out = result.out.data();
   opts.data_size_out = static_cast<uint32_t>(result.out.size());
+  __sk_buff ctx_out{};
   opts.ctx_in = &ctx;
   opts.ctx_size_in = sizeof(ctx);
+  opts.ctx_out = &ctx_out;
+  opts.ctx_size_out = sizeof(ctx_out);
   opts.repeat = repeat;
 
   int err = 0;
@@ -183,6 +186,7 @@ RunResult DatapathTest::run(bpf_program* prog, const Bytes& frame, uint32_t ingr
   if (err) throw std::runtime_error("bpf_prog_test_run_opts: " + errno_text(errno));
   result.retval = static_cast<int>(opts.retval);
   result.out.resize(opts.data_size_out);
+  result.mark = ctx_out.mark;
   return result;
 }
 
@@ -199,6 +203,80 @@ RunResult DatapathTest::to_pod(const Pod& pod, const Bytes& frame) {
 RunResult DatapathTest::from_overlay(const Bytes& frame) {
   // tc ingress of the overlay device: the decapsulated skb arrived on it and sits on it.
   return run(skel()->progs.ferry_from_overlay, frame, overlay_ifindex_, overlay_ifindex_, 1);
+}
+
+RunResult DatapathTest::from_uplink(uint32_t ifindex, const Bytes& frame) {
+  return run(skel()->progs.ferry_from_uplink, frame, ifindex, ifindex, 1);
+}
+
+RunResult DatapathTest::to_uplink(uint32_t ifindex, const Bytes& frame) {
+  return run(skel()->progs.ferry_to_uplink, frame, 0, ifindex, 1);
+}
+
+void DatapathTest::set_services(bool on, bool maglev, const Addr& loopback4, const Addr& loopback6) {
+  const int fd = bpf_map__fd(skel()->maps.ferry_cfg_v3);
+  uint32_t zero = 0;
+  ferry_config cfg{};
+  if (bpf_map_lookup_elem(fd, &zero, &cfg) != 0) throw std::runtime_error("ferry_cfg_v3 lookup: " + errno_text(errno));
+  cfg.flags &= ~uint32_t{FERRY_CFG_F_SERVICES | FERRY_CFG_F_MAGLEV};
+  if (on) cfg.flags |= FERRY_CFG_F_SERVICES;
+  if (maglev) cfg.flags |= FERRY_CFG_F_MAGLEV;
+  std::memcpy(cfg.loopback4, loopback4.bytes.data(), 4);
+  std::memcpy(cfg.loopback6, loopback6.bytes.data(), 16);
+  if (bpf_map_update_elem(fd, &zero, &cfg, BPF_ANY) != 0)
+    throw std::runtime_error("ferry_cfg_v3 update: " + errno_text(errno));
+}
+
+void DatapathTest::add_backend(uint32_t id, const Addr& addr, uint16_t port, uint8_t proto, uint8_t state) {
+  ferry_backend_value value{};
+  std::memcpy(value.addr, addr.bytes.data(), addr.size());
+  value.port = htons(port);
+  value.proto = proto;
+  value.family = addr.family;
+  value.state = state;
+  if (bpf_map_update_elem(bpf_map__fd(skel()->maps.ferry_be_v1), &id, &value, BPF_ANY) != 0)
+    throw std::runtime_error("ferry_be_v1 update: " + errno_text(errno));
+}
+
+void DatapathTest::remove_backend(uint32_t id) {
+  if (bpf_map_delete_elem(bpf_map__fd(skel()->maps.ferry_be_v1), &id) != 0)
+    throw std::runtime_error("ferry_be_v1 delete: " + errno_text(errno));
+}
+
+void DatapathTest::add_service(uint32_t service_id, const Addr& addr, uint16_t port, uint8_t proto, uint32_t flags,
+                               const std::vector<uint32_t>& backends, const std::vector<uint32_t>& internal,
+                               uint32_t affinity_timeout_s) {
+  ferry_service_key key{};
+  std::memcpy(key.addr, addr.bytes.data(), addr.size());
+  key.port = htons(port);
+  key.proto = proto;
+  key.family = addr.family;
+  ferry_service_value value{};
+  value.service_id = service_id;
+  value.count = static_cast<uint16_t>(backends.size());
+  value.count_internal = static_cast<uint16_t>(internal.size());
+  value.flags = flags;
+  value.affinity_timeout_s = affinity_timeout_s;
+  if (bpf_map_update_elem(bpf_map__fd(skel()->maps.ferry_svc_v1), &key, &value, BPF_ANY) != 0)
+    throw std::runtime_error("ferry_svc_v1 update: " + errno_text(errno));
+  const int slots = bpf_map__fd(skel()->maps.ferry_slot_v1);
+  for (uint8_t set = 0; set < 2; ++set) {
+    const std::vector<uint32_t>& ids = set == 0 ? backends : internal;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      ferry_slot_key skey{};
+      skey.service_id = service_id;
+      skey.slot = static_cast<uint16_t>(i);
+      skey.set = set;
+      if (bpf_map_update_elem(slots, &skey, &ids[i], BPF_ANY) != 0)
+        throw std::runtime_error("ferry_slot_v1 update: " + errno_text(errno));
+    }
+  }
+  ferry_revnat_value rn{};
+  std::memcpy(rn.addr, addr.bytes.data(), addr.size());
+  rn.port = htons(port);
+  rn.family = addr.family;
+  if (bpf_map_update_elem(bpf_map__fd(skel()->maps.ferry_rnat_v1), &service_id, &rn, BPF_ANY) != 0)
+    throw std::runtime_error("ferry_rnat_v1 update: " + errno_text(errno));
 }
 
 void DatapathTest::set_overlay(uint32_t ifindex, const MacAddr& vtep_mac, uint32_t flags) {
@@ -287,6 +365,8 @@ std::string bpf_source_line(uint8_t file, uint16_t line) {
     case FERRY_SRC_PARSE: path += "lib/parse.h"; break;
     case FERRY_SRC_OVERLAY: path += "lib/overlay.h"; break;
     case FERRY_SRC_POLICY: path += "lib/policy.h"; break;
+    case FERRY_SRC_LB: path += "lib/lb.h"; break;
+    case FERRY_SRC_NAT: path += "lib/nat.h"; break;
     default: return "";
   }
   std::ifstream in(path);

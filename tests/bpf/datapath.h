@@ -41,6 +41,7 @@ struct Pod {
 struct RunResult {
   int retval = -1;  // TC_ACT_*
   Bytes out;        // the frame after the program (data_out)
+  uint32_t mark = 0;  // skb->mark after the program (ctx_out)
 };
 
 std::string tc_act_name(int verdict);
@@ -100,6 +101,23 @@ class DatapathTest : public ::testing::Test {
   RunResult to_pod(const Pod& pod, const Bytes& frame);
   // Runs ferry_from_overlay as tc ingress of the overlay device stand-in (overlay_ifindex_).
   RunResult from_overlay(const Bytes& frame);
+  // Runs ferry_from_uplink / ferry_to_uplink as tc ingress / egress of `ifindex` (a NodePort device).
+  RunResult from_uplink(uint32_t ifindex, const Bytes& frame);
+  RunResult to_uplink(uint32_t ifindex, const Bytes& frame);
+
+  // ferry_cfg_v3 service part: FERRY_CFG_F_SERVICES (+ FERRY_CFG_F_MAGLEV) and the hairpin
+  // loopback addresses (the rest kept).
+  void set_services(bool on, bool maglev = false, const Addr& loopback4 = Addr::parse("169.254.42.1"),
+                    const Addr& loopback6 = Addr::parse("fd66:6572:7279::1"));
+  // ferry_be_v1 entry (flags FERRY_BACKEND_F_*).
+  void add_backend(uint32_t id, const Addr& addr, uint16_t port, uint8_t proto,
+                   uint8_t state = FERRY_BACKEND_ACTIVE);
+  void remove_backend(uint32_t id);
+  // ferry_svc_v1 entry for frontend addr:port/proto, its slots (set 0 = `backends`, set 1 =
+  // `internal` with FERRY_SVC_F_LOCAL) and its ferry_rnat_v1 entry (the frontend).
+  void add_service(uint32_t service_id, const Addr& addr, uint16_t port, uint8_t proto, uint32_t flags,
+                   const std::vector<uint32_t>& backends, const std::vector<uint32_t>& internal = {},
+                   uint32_t affinity_timeout_s = 0);
 
   // ferry_cfg_v3: the direct overlay path via `ifindex` with our VTEP MAC (flags 0 = off).
   void set_overlay(uint32_t ifindex, const MacAddr& vtep_mac, uint32_t flags = FERRY_CFG_F_OVERLAY);

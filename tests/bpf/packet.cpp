@@ -30,7 +30,114 @@ uint16_t inet_checksum(const uint8_t* p, size_t n) {
   return static_cast<uint16_t>(~sum);
 }
 
+uint32_t ones_sum(const uint8_t* p, size_t n, uint32_t sum = 0) {
+  for (size_t i = 0; i + 1 < n; i += 2) sum += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
+  if (n % 2) sum += static_cast<uint32_t>(p[n - 1] << 8);
+  return sum;
+}
+uint16_t fold(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+// Where the frame's L3/L4 parts are, as the datapath parses them.
+struct Layout {
+  bool v6 = false;
+  size_t l3 = 14, l4 = 0, end = 0;
+  uint8_t proto = 0;
+};
+Layout layout_of(const Bytes& f) {
+  Layout l;
+  if (f.size() < 14 + 20) throw std::invalid_argument("frame too short");
+  l.v6 = (f[12] << 8 | f[13]) == 0x86dd;
+  if (l.v6) {
+    l.l4 = 14 + 40;
+    l.proto = f[14 + 6];
+    l.end = l.l4 + static_cast<size_t>(f[14 + 4] << 8 | f[14 + 5]);
+  } else {
+    l.l4 = 14 + static_cast<size_t>(f[14] & 0x0f) * 4;
+    l.proto = f[14 + 9];
+    l.end = 14 + static_cast<size_t>(f[14 + 2] << 8 | f[14 + 3]);
+  }
+  if (l.end > f.size() || l.l4 > l.end) throw std::invalid_argument("frame shorter than its IP length");
+  return l;
+}
+// Offset of the L4 checksum field, 0 for protocols without one we know.
+size_t csum_field(const Layout& l) {
+  switch (l.proto) {
+    case IPPROTO_TCP: return l.l4 + 16;
+    case IPPROTO_UDP: return l.l4 + 6;
+    case IPPROTO_ICMP:
+    case IPPROTO_ICMPV6: return l.l4 + 2;
+    case IPPROTO_SCTP: return l.l4 + 8;
+    default: return 0;
+  }
+}
+// The RFC 1071 checksum the L4 part must carry (field taken as zero).
+uint16_t l4_sum(Bytes f, const Layout& l) {
+  const size_t field = csum_field(l);
+  f[field] = f[field + 1] = 0;
+  uint32_t sum = 0;
+  const size_t len = l.end - l.l4;
+  if (l.proto != IPPROTO_ICMP) {  // the pseudo-header
+    sum = ones_sum(&f[l.v6 ? 14 + 8 : 14 + 12], l.v6 ? 32 : 8);
+    sum += static_cast<uint32_t>(len >> 16) + static_cast<uint32_t>(len & 0xffff) + l.proto;
+  }
+  return fold(ones_sum(&f[l.l4], len, sum));
+}
+uint32_t sctp_crc(Bytes f, const Layout& l) {
+  for (size_t i = 0; i < 4; ++i) f[l.l4 + 8 + i] = 0;
+  return crc32c(&f[l.l4], l.end - l.l4);
+}
+
 }  // namespace
+
+uint32_t crc32c(const uint8_t* p, size_t n) {
+  uint32_t crc = 0xffffffff;
+  for (size_t i = 0; i < n; ++i) {
+    crc ^= p[i];
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1)));
+  }
+  return ~crc;
+}
+
+Bytes with_checksums(Bytes f, bool udp_zero) {
+  const Layout l = layout_of(f);
+  const size_t field = csum_field(l);
+  if (!field) return f;
+  if (l.proto == IPPROTO_SCTP) {
+    const uint32_t crc = sctp_crc(f, l);
+    for (size_t i = 0; i < 4; ++i) f[field + i] = static_cast<uint8_t>(crc >> (8 * i));  // little-endian
+    return f;
+  }
+  uint16_t sum = l4_sum(f, l);
+  if (l.proto == IPPROTO_UDP && udp_zero && !l.v6) sum = 0;
+  else if (l.proto == IPPROTO_UDP && sum == 0) sum = 0xffff;
+  f[field] = static_cast<uint8_t>(sum >> 8);
+  f[field + 1] = static_cast<uint8_t>(sum);
+  return f;
+}
+
+std::string checksum_errors(const Bytes& f) {
+  const Layout l = layout_of(f);
+  std::string errors;
+  if (!l.v6 && fold(ones_sum(&f[14], l.l4 - 14)) != 0) errors += "IPv4 header checksum wrong; ";
+  const size_t field = csum_field(l);
+  if (!field) return errors;
+  if (l.proto == IPPROTO_SCTP) {
+    const uint32_t crc = sctp_crc(f, l);
+    const uint32_t have = static_cast<uint32_t>(f[field] | f[field + 1] << 8 | f[field + 2] << 16) |
+                          static_cast<uint32_t>(f[field + 3]) << 24;
+    if (crc != have) errors += "SCTP CRC32c wrong; ";
+    return errors;
+  }
+  const uint16_t have = static_cast<uint16_t>(f[field] << 8 | f[field + 1]);
+  if (l.proto == IPPROTO_UDP && !l.v6 && have == 0) return errors;  // no checksum
+  uint16_t want = l4_sum(f, l);
+  if (l.proto == IPPROTO_UDP && want == 0) want = 0xffff;
+  if (have != want) errors += "L4 checksum wrong; ";
+  return errors;
+}
 
 Addr Addr::parse(const std::string& text) {
   Addr a;

@@ -50,6 +50,15 @@ Bytes ip_frame(const MacAddr& dst, const MacAddr& src, const Addr& saddr, const 
 // An ARP request "who has `target`? tell `sender`".
 Bytes arp_request(const MacAddr& src, const Addr& sender, const Addr& target);
 
+// Checksums of an Ethernet + IPv4/IPv6 frame, computed from scratch (RFC 1071 sums with the
+// pseudo-header for TCP, UDP and ICMPv6; CRC32c for SCTP, RFC 9260 appendix A).
+// with_checksums: the frame with its L4 checksum filled in (IPv4 UDP keeps 0 when `udp_zero`).
+// checksum_errors: "" when the IPv4 header sum and the L4 checksum are right (IPv4 UDP 0 = none
+// is right), else what is wrong.
+Bytes with_checksums(Bytes frame, bool udp_zero = false);
+std::string checksum_errors(const Bytes& frame);
+uint32_t crc32c(const uint8_t* p, size_t n);
+
 inline Bytes truncated(Bytes frame, size_t len) {
   frame.resize(len);
   return frame;
