@@ -9,6 +9,9 @@
 //                         part) -> the ferry_tun_v1 diff (only what differs is written)
 //   program_policy()      ferry_ipc_v1/ferry_pol_v1 diff (policy_maps.cpp) -> ferry_cfg_v3
 //                         policy flag + revision bump
+//   program_services()    masquerade rule for marked NodePort traffic (lb_masquerade.cpp) ->
+//                         service maps diff (service_maps.cpp) -> ferry_cfg_v3 service part ->
+//                         uplink programs on the NodePort devices
 //   maintain()            conntrack GC that never removes an entry traffic just refreshed
 #include <dirent.h>
 #include <net/if.h>
@@ -24,6 +27,7 @@
 #include <unordered_map>
 
 #include "agent/ebpf/internal.h"
+#include "agent/ebpf/sock_lb.h"
 #include "ferry_lxc.skel.h"
 
 namespace ferry::ebpf {
@@ -33,6 +37,10 @@ using detail::Fd;
 static constexpr const char* kFromPodPin = "prog_from_pod_";
 static constexpr const char* kToPodPin = "prog_to_pod_";
 static constexpr const char* kFromOverlayPin = "prog_from_overlay_";
+static constexpr const char* kFromUplinkPin = "prog_from_uplink_";
+static constexpr const char* kToUplinkPin = "prog_to_uplink_";
+static constexpr const char* kUplinkProgPrefix = "ferry_from_upli";  // kernel names: 15 characters
+static constexpr const char* kToUplinkProgPrefix = "ferry_to_uplink";
 
 std::string embedded_program_hash() {
   size_t size = 0;
@@ -78,6 +86,10 @@ class EbpfDataplane final : public dataplane::Dataplane {
     if (cfg_.bpffs_root.empty()) throw EbpfError("eBPF backend: empty bpffs root");
     while (cfg_.bpffs_root.size() > 1 && cfg_.bpffs_root.back() == '/') cfg_.bpffs_root.pop_back();
     if (cfg_.gc_batch == 0) cfg_.gc_batch = 1;
+    if (cfg_.lb_algorithm != "random" && cfg_.lb_algorithm != "maglev")
+      throw EbpfError("eBPF backend: unknown lb algorithm \"" + cfg_.lb_algorithm + "\" (random or maglev)");
+    if (cfg_.service_loopback4.family != AF_INET || cfg_.service_loopback6.family != AF_INET6)
+      throw EbpfError("eBPF backend: the service loopback addresses must be one IPv4 and one IPv6 address");
     libbpf_set_print(libbpf_log);
   }
 
@@ -90,13 +102,27 @@ class EbpfDataplane final : public dataplane::Dataplane {
     if (!open_current()) {
       load_and_pin();
       if (!open_current()) throw EbpfError("eBPF backend: pins under " + cfg_.bpffs_root + " vanished after loading");
-      migrate_config_v1();
+      migrate_config();
+      migrate_conntrack(false);  // before the swap: the new programs find the flows
       replace_outdated_programs();
+      migrate_conntrack(true);   // what the old programs created meanwhile; then unpinned
       unpin_old_programs();
     }
-    migrate_config_v1();  // normally done above; here for a start that died right after loading
+    // Normally done above; here for a start that died right after loading.
+    migrate_config();
+    migrate_conntrack(true);
+    netns_cookie_ = current_netns_cookie();
     index_valid_ = false;
     started_ = true;
+    sync_uplinks(true);
+    // The pods' datapath does not depend on the socket LB: a failure here is retried (and
+    // reported) by program_services.
+    sock_lb_pending_ = cfg_.socket_lb;
+    try {
+      attach_socket_lb();
+    } catch (const EbpfError& e) {
+      spdlog::error("ebpf: socket load-balancing for the node's processes: {}", e.what());
+    }
   }
 
   std::vector<dataplane::Endpoint> installed_endpoints() override {
@@ -249,9 +275,30 @@ class EbpfDataplane final : public dataplane::Dataplane {
     collect_conntrack_garbage();
   }
 
-  // PLACEHOLDER (issue 6, in progress): replaced by the service maps writer.
-  void program_services(const dataplane::ServiceSet&) override {
-    throw EbpfError("ebpf: services are not implemented yet");
+  void program_services(const dataplane::ServiceSet& want) override {
+    require_started();
+    // The kernel's SNAT for marked NodePort traffic is in place before a NodePort translates.
+    if (!masquerade_ok_) {
+      writes_ += detail::sync_lb_masquerade();
+      masquerade_ok_ = true;
+    }
+    const bool maglev = cfg_.lb_algorithm == "maglev";
+    ferry_config cfg = read_config();
+    if (!maglev && (cfg.flags & FERRY_CFG_F_MAGLEV)) {
+      // Random choice first: the tables go next.
+      cfg.flags &= ~static_cast<uint32_t>(FERRY_CFG_F_MAGLEV);
+      write_config(cfg, "random backend choice");
+    }
+    writes_ += services_.sync(want, maglev);
+    // The switches and addresses after the entries (a frontend missing from the maps passes).
+    ferry_config on = cfg;
+    on.flags |= FERRY_CFG_F_SERVICES | (maglev ? FERRY_CFG_F_MAGLEV : 0);
+    on.netns_cookie = netns_cookie_;
+    std::memcpy(on.loopback4, cfg_.service_loopback4.bytes.data(), sizeof(on.loopback4));
+    std::memcpy(on.loopback6, cfg_.service_loopback6.bytes.data(), sizeof(on.loopback6));
+    if (!same_bytes(on, cfg)) write_config(on, "services");
+    sync_uplinks(false);
+    attach_socket_lb();
   }
 
   void program_policy(const dataplane::PolicySet& want) override {
@@ -292,6 +339,10 @@ class EbpfDataplane final : public dataplane::Dataplane {
       ::if_freenameindex(ifs);
     }
     close_all();
+    writes_ += detach_sock_lb(cfg_.bpffs_root);
+    sock_lb_pending_ = false;
+    writes_ += detail::remove_lb_masquerade();
+    masquerade_ok_ = false;
     if (DIR* dir = ::opendir(cfg_.bpffs_root.c_str())) {
       std::vector<std::string> names;
       while (dirent* de = ::readdir(dir)) {
@@ -320,7 +371,7 @@ class EbpfDataplane final : public dataplane::Dataplane {
     s.counters = detail::read_counters(ctr_.get());
     // Agent-side: conntrack entries removed by maintain() since start.
     s.counters.push_back({"ct_gc_deleted", false, gc_deleted_, 0});
-    s.maps = detail::read_map_fill({ep_.get(), ct_.get(), tun_.get(), ipc_.get(), pol_.get()});
+    s.maps = detail::read_map_fill({ep_.get(), ct_.get(), tun_.get(), ipc_.get(), pol_.get(), service_fds(), lb_maps_[6].get()});
     s.kernel_writes = writes_;
     return s;
   }
@@ -362,6 +413,14 @@ class EbpfDataplane final : public dataplane::Dataplane {
     Fd overlay = detail::open_pinned(root_path(kFromOverlayPin + hash_));
     for (const Fd* fd : {&ep, &ct, &ctr, &ev, &tun, &cfg, &ipc, &pol, &from, &to, &overlay})
       if (!fd->valid()) return false;
+    std::array<Fd, 7> lb;  // the service maps, in lb_maps_ order
+    for (size_t i = 0; i < lb.size(); ++i) {
+      lb[i] = detail::open_pinned(root_path(kServiceMaps[i]));
+      if (!lb[i].valid()) return false;
+    }
+    Fd from_uplink = detail::open_pinned(root_path(kFromUplinkPin + hash_));
+    Fd to_uplink = detail::open_pinned(root_path(kToUplinkPin + hash_));
+    if (!from_uplink.valid() || !to_uplink.valid()) return false;
     ep_ = std::move(ep);
     ct_ = std::move(ct);
     ctr_ = std::move(ctr);
@@ -377,14 +436,31 @@ class EbpfDataplane final : public dataplane::Dataplane {
     from_pod_id_ = detail::prog_info(from_pod_.get()).id;
     to_pod_id_ = detail::prog_info(to_pod_.get()).id;
     from_overlay_id_ = detail::prog_info(from_overlay_.get()).id;
+    lb_maps_ = std::move(lb);
+    services_.attach(service_fds());
+    uplink_ = {std::move(from_uplink), std::move(to_uplink), 0, 0};
+    uplink_.from_id = detail::prog_info(uplink_.from.get()).id;
+    uplink_.to_id = detail::prog_info(uplink_.to.get()).id;
     return true;
   }
 
   void close_all() {
     for (Fd* fd : {&ep_, &ct_, &ctr_, &ev_, &tun_, &cfg_map_, &ipc_, &pol_, &from_pod_, &to_pod_, &from_overlay_})
       fd->reset();
+    for (Fd& fd : lb_maps_) fd.reset();
+    uplink_ = {};
     policy_.attach(-1, -1);
+    services_.attach({});
     from_pod_id_ = to_pod_id_ = from_overlay_id_ = 0;
+  }
+
+  // Names of lb_maps_ (the socket LB's reverse map last).
+  static constexpr std::array<const char*, 7> kServiceMaps = {FERRY_MAP_SERVICES, FERRY_MAP_SLOTS,   FERRY_MAP_BACKENDS,
+                                                              FERRY_MAP_REVNAT,   FERRY_MAP_AFFINITY, FERRY_MAP_MAGLEV,
+                                                              FERRY_MAP_SOCK_REVNAT};
+  detail::ServiceMapFds service_fds() const {
+    return {lb_maps_[0].get(), lb_maps_[1].get(), lb_maps_[2].get(),
+            lb_maps_[3].get(), lb_maps_[4].get(), lb_maps_[5].get()};
   }
 
   // Loads the embedded object: maps pinned by name are reused (created and pinned when
@@ -411,6 +487,8 @@ class EbpfDataplane final : public dataplane::Dataplane {
     pin_program(skel->progs.ferry_from_pod, kFromPodPin + hash_);
     pin_program(skel->progs.ferry_to_pod, kToPodPin + hash_);
     pin_program(skel->progs.ferry_from_overlay, kFromOverlayPin + hash_);
+    pin_program(skel->progs.ferry_from_uplink, kFromUplinkPin + hash_);
+    pin_program(skel->progs.ferry_to_uplink, kToUplinkPin + hash_);
     spdlog::info("ebpf: loaded programs {} into {}", hash_, cfg_.bpffs_root);
   }
 
@@ -470,9 +548,12 @@ class EbpfDataplane final : public dataplane::Dataplane {
     std::vector<std::string> old;
     while (dirent* de = ::readdir(dir)) {
       std::string n = de->d_name;
-      bool prog = n.rfind(kFromPodPin, 0) == 0 || n.rfind(kToPodPin, 0) == 0 || n.rfind(kFromOverlayPin, 0) == 0;
-      if (prog && n != kFromPodPin + hash_ && n != kToPodPin + hash_ && n != kFromOverlayPin + hash_)
-        old.push_back(n);
+      bool current = false, prog = false;
+      for (const char* pin : {kFromPodPin, kToPodPin, kFromOverlayPin, kFromUplinkPin, kToUplinkPin}) {
+        prog = prog || n.rfind(pin, 0) == 0;
+        current = current || n == pin + hash_;
+      }
+      if (prog && !current) old.push_back(n);
     }
     ::closedir(dir);
     for (const std::string& n : old) {
@@ -487,22 +568,79 @@ class EbpfDataplane final : public dataplane::Dataplane {
   }
 
   void attach_programs(int ifindex, const std::string& what) {
+    attach_pair(ifindex, what, from_pod_.get(), from_pod_id_, to_pod_.get(), to_pod_id_);
+  }
+
+  // Our ingress and egress filters on one interface, replaced in place where outdated.
+  void attach_pair(int ifindex, const std::string& what, int ingress_fd, uint32_t ingress_id, int egress_fd,
+                   uint32_t egress_id) {
     uint32_t ingress = detail::tc_filter_prog(ifindex, BPF_TC_INGRESS);
     uint32_t egress = detail::tc_filter_prog(ifindex, BPF_TC_EGRESS);
-    if (ingress == from_pod_id_ && egress == to_pod_id_) return;
+    if (ingress == ingress_id && egress == egress_id) return;
     try {
       if (ingress == 0 && egress == 0 && detail::tc_ensure_clsact(ifindex)) ++writes_;
-      if (ingress != from_pod_id_) {
-        detail::tc_attach(ifindex, BPF_TC_INGRESS, from_pod_.get());
+      if (ingress != ingress_id) {
+        detail::tc_attach(ifindex, BPF_TC_INGRESS, ingress_fd);
         ++writes_;
       }
-      if (egress != to_pod_id_) {
-        detail::tc_attach(ifindex, BPF_TC_EGRESS, to_pod_.get());
+      if (egress != egress_id) {
+        detail::tc_attach(ifindex, BPF_TC_EGRESS, egress_fd);
         ++writes_;
       }
     } catch (const EbpfError& e) {
       throw EbpfError(what + ": " + e.what());
     }
+  }
+
+  // The cgroup socket hooks (sock_lb.h) when configured and not attached yet by this instance.
+  void attach_socket_lb() {
+    if (!sock_lb_pending_) return;
+    writes_ += attach_sock_lb({cfg_.bpffs_root, "", cfg_.program_hash_override}).kernel_writes;
+    sock_lb_pending_ = false;
+  }
+
+  // ---- NodePort devices ----
+
+  // from-uplink / to-uplink on every configured NodePort device (replaced in place when
+  // outdated). With `detach_unlisted` (start), every other interface of the netns loses ours:
+  // the device list may have changed since the last run.
+  void sync_uplinks(bool detach_unlisted) {
+    std::set<int> listed;
+    for (const std::string& dev : cfg_.nodeport_devices) {
+      int ifindex = static_cast<int>(::if_nametoindex(dev.c_str()));
+      if (ifindex <= 0) {
+        if (missing_devices_.insert(dev).second) spdlog::warn("ebpf: NodePort device {} does not exist", dev);
+        continue;
+      }
+      missing_devices_.erase(dev);
+      listed.insert(ifindex);
+      attach_pair(ifindex, "NodePort device " + dev, uplink_.from.get(), uplink_.from_id, uplink_.to.get(),
+                  uplink_.to_id);
+    }
+    if (!detach_unlisted) return;
+    for (int ifindex : uplink_ifindexes()) {
+      if (listed.count(ifindex)) continue;
+      for (auto [side, prefix] : {std::pair{BPF_TC_INGRESS, kUplinkProgPrefix}, std::pair{BPF_TC_EGRESS, kToUplinkProgPrefix}}) {
+        uint32_t prog = detail::tc_filter_prog(ifindex, side);
+        if (prog != 0 && detail::prog_info_by_id(prog).name.rfind(prefix, 0) == 0 && detail::tc_detach(ifindex, side))
+          ++writes_;
+      }
+      spdlog::info("ebpf: {} is no longer a NodePort device", ifname_of(ifindex));
+    }
+  }
+
+  // Interfaces whose ingress runs a from-uplink program (of any build).
+  static std::vector<int> uplink_ifindexes() {
+    std::vector<int> out;
+    if (struct if_nameindex* ifs = ::if_nameindex()) {
+      for (struct if_nameindex* i = ifs; i->if_index != 0; ++i) {
+        uint32_t prog = detail::tc_filter_prog(static_cast<int>(i->if_index), BPF_TC_INGRESS);
+        if (prog != 0 && detail::prog_info_by_id(prog).name.rfind(kUplinkProgPrefix, 0) == 0)
+          out.push_back(static_cast<int>(i->if_index));
+      }
+      ::if_freenameindex(ifs);
+    }
+    return out;
   }
 
   void update_endpoint(const ferry_endpoint_key& key, const ferry_endpoint_value& value, const std::string& what) {
@@ -560,28 +698,67 @@ class EbpfDataplane final : public dataplane::Dataplane {
     write_config(cfg, "policy revision " + std::to_string(cfg.policy_rev));
   }
 
-  // The config of a build before policy (ferry_cfg_v1, the first 16 bytes of ferry_config): its
-  // overlay settings move into ferry_cfg_v3 (unless that is written already), the pin goes.
-  void migrate_config_v1() {
-    const std::string path = root_path(FERRY_MAP_CONFIG_V1);
+  // Configs of older builds move into ferry_cfg_v3 (unless that is written already) and their pins
+  // go: ferry_cfg_v2 (before services: v3's first 28 bytes), ferry_cfg_v1 (before policy: the
+  // first 16).
+  void migrate_config() {
+    migrate_config_from(FERRY_MAP_CONFIG_V2, offsetof(ferry_config, pad3));
+    migrate_config_from(FERRY_MAP_CONFIG_V1, offsetof(ferry_config, policy_rev));
+  }
+
+  void migrate_config_from(const char* name, size_t size) {
+    const std::string path = root_path(name);
     Fd old = detail::open_pinned(path);
     if (!old.valid()) return;
-    constexpr size_t kV1Size = offsetof(ferry_config, policy_rev);
     const detail::MapInfo info = detail::map_info(old.get());
-    if (info.max_entries == 1 && info.value_size == kV1Size && read_config().overlay_ifindex == 0) {
-      std::array<uint8_t, kV1Size> value{};
+    const ferry_config have = read_config();
+    ferry_config unwritten{};
+    if (info.max_entries == 1 && info.value_size == size && std::memcmp(&have, &unwritten, size) == 0) {
+      std::vector<uint8_t> value(size);
       uint32_t zero = 0;
       if (bpf_map_lookup_elem(old.get(), &zero, value.data()) == 0) {
-        ferry_config cfg = read_config();
-        std::memcpy(&cfg, value.data(), kV1Size);
-        if (!same_bytes(cfg, read_config())) write_config(cfg, "migration from " + std::string(FERRY_MAP_CONFIG_V1));
+        ferry_config cfg = have;
+        std::memcpy(&cfg, value.data(), size);
+        if (!same_bytes(cfg, have)) write_config(cfg, "migration from " + std::string(name));
       }
     }
     old.reset();
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
       throw EbpfError("failed to unpin " + path + ": " + detail::errstr(errno));
     ++writes_;
-    spdlog::info("ebpf: migrated and unpinned {}", FERRY_MAP_CONFIG_V1);
+    spdlog::info("ebpf: migrated and unpinned {}", name);
+  }
+
+  // Conntrack of the build before services (ferry_ct_v1: the value without backend_id and
+  // rev_nat) is copied into ferry_ct_v2 with the new fields zero, so established flows survive
+  // the upgrade; entries the new programs already made win. `last`: unpin it afterwards.
+  void migrate_conntrack(bool last) {
+    const std::string path = root_path(FERRY_MAP_CT_V1);
+    Fd old = detail::open_pinned(path);
+    if (!old.valid()) return;
+    constexpr size_t kV1Size = offsetof(ferry_ct_value, backend_id);
+    const detail::MapInfo info = detail::map_info(old.get());
+    size_t copied = 0;
+    if (info.value_size == kV1Size) {
+      for (const ferry_ct_key& key : detail::map_keys<ferry_ct_key>(old.get())) {
+        ferry_ct_value value{};
+        if (bpf_map_lookup_elem(old.get(), &key, &value) != 0) continue;  // expired meanwhile
+        if (bpf_map_update_elem(ct_.get(), &key, &value, BPF_NOEXIST) == 0) {
+          ++writes_;
+          ++copied;
+        } else if (errno != EEXIST) {
+          throw EbpfError("failed to copy a flow from " + std::string(FERRY_MAP_CT_V1) + " to " + FERRY_MAP_CT + ": " +
+                          detail::errstr(errno));
+        }
+      }
+    }
+    if (copied) spdlog::info("ebpf: copied {} flows from {} to {}", copied, FERRY_MAP_CT_V1, FERRY_MAP_CT);
+    if (!last) return;
+    old.reset();
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      throw EbpfError("failed to unpin " + path + ": " + detail::errstr(errno));
+    ++writes_;
+    spdlog::info("ebpf: unpinned {}", FERRY_MAP_CT_V1);
   }
 
   void attach_overlay(int ifindex, const std::string& what) {
@@ -719,7 +896,17 @@ class EbpfDataplane final : public dataplane::Dataplane {
   std::string hash_;
   bool started_ = false;
   Fd ep_, ct_, ctr_, ev_, tun_, cfg_map_, ipc_, pol_, from_pod_, to_pod_, from_overlay_;
+  std::array<Fd, 7> lb_maps_;  // kServiceMaps
+  struct Uplink {
+    Fd from, to;
+    uint32_t from_id = 0, to_id = 0;
+  } uplink_;
   detail::PolicyMapSync policy_;
+  detail::ServiceMapSync services_;
+  uint64_t netns_cookie_ = 0;
+  bool masquerade_ok_ = false;
+  bool sock_lb_pending_ = false;  // socket_lb configured, attach not yet done
+  std::set<std::string> missing_devices_;  // NodePort devices already warned about
   uint32_t from_pod_id_ = 0, to_pod_id_ = 0, from_overlay_id_ = 0;
   uint64_t writes_ = 0;
   uint64_t gc_deleted_ = 0;
@@ -727,6 +914,20 @@ class EbpfDataplane final : public dataplane::Dataplane {
   bool index_valid_ = false;
   std::unordered_map<uint32_t, std::vector<net::Ip>> index_;
 };
+
+std::vector<std::string> nodeport_devices_for(const std::vector<net::Ip>& addresses) {
+  std::set<std::string> out;
+  try {
+    net::Socket sock = net::Socket::open();
+    for (const net::Address& a : net::list_addresses(sock)) {
+      if (std::find(addresses.begin(), addresses.end(), a.prefix.ip) == addresses.end()) continue;
+      if (std::string name = ifname_of(a.index); !name.empty()) out.insert(name);
+    }
+  } catch (const std::exception& e) {
+    throw EbpfError(std::string("cannot list the node's addresses for the NodePort devices: ") + e.what());
+  }
+  return {out.begin(), out.end()};
+}
 
 std::unique_ptr<dataplane::Dataplane> make_ebpf_dataplane(const EbpfConfig& config) {
   return std::make_unique<EbpfDataplane>(config);

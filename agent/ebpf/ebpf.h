@@ -5,6 +5,10 @@
 //   ferry_ep_v1, ferry_ct_v2, ferry_ctr_v1, ferry_ev_v1   maps, pinned by name (see bpf abi.h)
 //   ferry_tun_v1, ferry_cfg_v3                            overlay (remote pod CIDRs), node config
 //   ferry_ipc_v1, ferry_pol_v1                            policy: ipcache, per-endpoint allow entries
+//   ferry_svc_v1, ferry_slot_v1, ferry_be_v1, ferry_rnat_v1, services: frontends, backend slots,
+//   ferry_aff_v1, ferry_mglv_v1, ferry_skrn_v1            backends, reverse NAT, affinity, Maglev,
+//                                                         the socket LB's UDP reverse map
+//   prog_from_uplink_<hash>, prog_to_uplink_<hash>        NodePort devices (tc ingress / egress)
 //   prog_from_pod_<hash>, prog_to_pod_<hash>,             programs of the build whose embedded
 //   prog_from_overlay_<hash>                              BPF object hashes to <hash>
 // Maps and programs outlive the agent: tc keeps running the pinned programs while the agent is
@@ -21,6 +25,7 @@
 // catches it per endpoint.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -53,7 +58,22 @@ struct EbpfConfig {
   // Overrides the program hash (normally a hash of the embedded BPF object). Tests use it to
   // simulate an upgrade to another build without building one.
   std::string program_hash_override;
+
+  // Services (program_services).
+  std::string lb_algorithm = "random";  // or "maglev" (FERRY_CFG_F_MAGLEV + a table per frontend)
+  // Source address of a pod's flow to itself through a Service (hairpin), as Cilium's.
+  net::Ip service_loopback4 = *net::Ip::parse("169.254.42.1");
+  net::Ip service_loopback6 = *net::Ip::parse("fd66:6572:7279::1");
+  // Interfaces where outside clients reach NodePorts/externalIPs: ferry_from_uplink (tc
+  // ingress) and ferry_to_uplink (tc egress) run there. The agent passes
+  // nodeport_devices_for(its node addresses) unless told otherwise.
+  std::vector<std::string> nodeport_devices;
+  bool socket_lb = true;  // the node's own processes reach Services (cgroup socket hooks)
 };
+
+// The interfaces of the calling thread's netns that hold any of `addresses` (sorted, unique):
+// the default NodePort devices. Throws EbpfError when the addresses cannot be listed.
+std::vector<std::string> nodeport_devices_for(const std::vector<net::Ip>& addresses);
 
 // The backend. Call start() first (cleanup_all() works without it); every call from one
 // thread, inside the node's netns. installed_endpoints() lists endpoints by id, each one's
@@ -67,8 +87,20 @@ struct EbpfConfig {
 // endpoint of ferry_ep_v1 that the set does not name gets the not-isolated entries; then it sets
 // FERRY_CFG_F_POLICY from set.enforce and bumps ferry_config.policy_rev when anything changed, so
 // the datapath re-judges every flow at its next packet. remove_endpoint() deletes the endpoint's
-// policy entries too. start() migrates a leftover ferry_cfg_v1 (the layout before policy) into
-// ferry_cfg_v3 and unpins it.
+// policy entries too.
+// program_services() keeps the service maps equal to the set (service_maps.cpp: it reads them
+// back once after start, then writes only what differs, backends and rev-NAT before slots before
+// frontends before deletions, and deletes the affinity entries of backends that left a
+// frontend); Maglev tables only with lb_algorithm "maglev"; then ferry_cfg_v3's service part
+// (FERRY_CFG_F_SERVICES / _MAGLEV, netns cookie of the calling thread's netns, service loopback
+// addresses). Before the first write it installs the nat MASQUERADE rule for FERRY_MARK_MASQ
+// (chain FERRY-EBPF-MASQ, jumped from POSTROUTING; cleanup_all removes it).
+// start() and program_services() attach ferry_from_uplink / ferry_to_uplink to the NodePort
+// devices (start() also takes them off interfaces no longer listed) and start() attaches the
+// socket LB (sock_lb.h) when socket_lb is set (a failure there is logged, and program_services
+// retries it and throws). start() migrates the layouts of older builds: ferry_cfg_v2 / v1 into
+// ferry_cfg_v3 and ferry_ct_v1 into ferry_ct_v2 (every flow copied, new fields zero, before the
+// new programs are swapped in and once more after), then unpins them.
 // Stats::kernel_writes counts bpffs mounts/pins/unpins, program loads, tc hook creations,
 // attaches/detaches and map updates/deletes (conntrack GC deletions included); Stats::counters
 // holds the datapath's counters plus "ct_gc_deleted" (entries maintain() removed).
@@ -206,6 +238,14 @@ class PinnedMaps {
   int config_fd() const { return cfg_fd_; }   // -1 when pinned by a build before ferry_cfg_v3
   int ipcache_fd() const { return ipc_fd_; }  // -1 when pinned by a build without policy
   int policy_fd() const { return pol_fd_; }
+  // The service maps (abi.h "services"); -1 when pinned by a build without services.
+  int services_fd() const { return lb_fd_[0]; }
+  int slots_fd() const { return lb_fd_[1]; }
+  int backends_fd() const { return lb_fd_[2]; }
+  int revnat_fd() const { return lb_fd_[3]; }
+  int affinity_fd() const { return lb_fd_[4]; }
+  int maglev_fd() const { return lb_fd_[5]; }
+  int sock_revnat_fd() const { return lb_fd_[6]; }
 
   // Policy as the datapath holds it: ipcache sorted by prefix (family, bytes, length); allow
   // entries sorted by endpoint, direction, peer, protocol, port. Empty without policy pins.
@@ -222,6 +262,7 @@ class PinnedMaps {
   void close_all();
   std::string root_;
   int ep_fd_ = -1, ct_fd_ = -1, ctr_fd_ = -1, ev_fd_ = -1, tun_fd_ = -1, cfg_fd_ = -1, ipc_fd_ = -1, pol_fd_ = -1;
+  std::array<int, 7> lb_fd_{-1, -1, -1, -1, -1, -1, -1};  // svc, slot, be, rnat, aff, mglv, skrn
 };
 
 // Consumes drop events from the pinned ring buffer. The ring buffer has ONE consumer position:

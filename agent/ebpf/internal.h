@@ -13,8 +13,12 @@
 #include <cstring>
 #include <array>
 #include <map>
+#include <optional>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -141,12 +145,78 @@ class PolicyMapSync {
   std::map<uint32_t, std::set<PolKey>> pol_have_;  // endpoint id -> its keys
 };
 
+// ---- service maps (service_maps.cpp) ----
+
+// Map entries of the ServiceSet IR (abi.h "services"). Throw EbpfError on an address that is not
+// IPv4/IPv6, an id 0 or more than 65535 backends in a set.
+ferry_service_key service_key(const dataplane::ServiceFrontend& f);
+ferry_service_value service_value(dataplane::ServiceId id, const dataplane::ServiceFrontend& f);
+ferry_backend_value backend_value(dataplane::BackendId id, const dataplane::ServiceBackend& b);
+ferry_revnat_value revnat_value(const dataplane::ServiceFrontend& f);
+
+struct ServiceMapFds {
+  int services = -1, slots = -1, backends = -1, revnat = -1, affinity = -1, maglev = -1;
+};
+
+// Keeps the service maps equal to a ServiceSet with the fewest writes (service_maps.cpp says in
+// which order). Reads the kernel's content on first use after attach(), then keeps its copy
+// current with its own writes and looks only at frontends that differ from the last applied set.
+// Throws EbpfError (a failed sync leaves the copy true to the kernel and compares everything
+// next time).
+class ServiceMapSync {
+ public:
+  void attach(const ServiceMapFds& fds);  // new fds (start): forget the copy
+  // Maglev tables (FERRY_MAGLEV_TABLE_SIZE) for every non-empty set when `maglev`, none
+  // otherwise. Returns the number of map writes (affinity deletions included).
+  uint64_t sync(const dataplane::ServiceSet& set, bool maglev);
+
+ private:
+  static uint64_t mglv_index(const ferry_maglev_key& key) { return (uint64_t{key.service_id} << 1) | (key.set & 1); }
+  void load();
+  std::vector<dataplane::ServiceId> touched(const dataplane::ServiceSet& set, bool maglev) const;
+  void apply(const dataplane::ServiceSet& set, bool maglev);
+  void forget_affinity(const std::set<std::pair<uint32_t, uint32_t>>& left, const std::unordered_set<uint32_t>& gone);
+  void update(int fd, const void* key, const void* value, const char* map, const std::string& what);
+  void erase(int fd, const void* key, const char* map, const std::string& what);
+
+  ServiceMapFds fds_;
+  bool loaded_ = false;
+  uint64_t writes_ = 0;
+  std::optional<dataplane::ServiceSet> applied_;
+  bool applied_maglev_ = false;
+  std::unordered_map<uint32_t, std::pair<ferry_service_key, ferry_service_value>> have_svc_;  // by service id
+  std::unordered_map<uint32_t, std::array<std::vector<uint32_t>, 2>> have_slots_;  // service id -> sets
+  std::unordered_map<uint32_t, ferry_backend_value> have_be_;
+  std::unordered_map<uint32_t, ferry_revnat_value> have_rnat_;
+  std::unordered_map<uint64_t, uint64_t> have_mglv_;  // mglv_index -> hash of the table
+  std::vector<ferry_service_key> stray_svc_;          // entries no frontend id owns: deleted
+  std::vector<ferry_slot_key> stray_slots_;
+};
+
+// ---- masquerade of NodePort traffic that from-uplink marked (lb_masquerade.cpp) ----
+
+// The nat chain jumped from POSTROUTING that holds the one MASQUERADE rule for FERRY_MARK_MASQ
+// (DESIGN.md "Masquerade": the kernel does the SNAT). Its own chain: the overlay's masquerade
+// chain exists only with an overlay.
+inline constexpr const char* kLbMasqChain = "FERRY-EBPF-MASQ";
+// iptables-restore --noflush text that makes a nat table (iptables-save -t nat) hold exactly our
+// chain, its rule and one jump; "" when it does already. Pure.
+std::string render_lb_masquerade_sync(std::string_view nat_table);
+// The same, removing our chain and jumps; "" when there is none.
+std::string render_lb_masquerade_removal(std::string_view nat_table);
+// Applies them with iptables and ip6tables (IPv6 when the kernel has it) in the calling thread's
+// netns; return the restores run. Throw EbpfError when a tool is missing or fails.
+uint64_t sync_lb_masquerade();
+uint64_t remove_lb_masquerade();
+
 // Shared by PinnedMaps and the backend.
 ConntrackEntry decode_conntrack(const ferry_ct_key& key, const ferry_ct_value& value, uint64_t now_ns);
 std::vector<dataplane::Counter> read_counters(int counters_fd);  // summed over CPUs, named
 // An optional fd < 0 (not pinned by an older build) is left out.
 struct MapFds {
   int endpoints = -1, conntrack = -1, tunnels = -1, ipcache = -1, policy = -1;
+  ServiceMapFds services;
+  int sock_revnat = -1;
 };
 std::map<std::string, dataplane::MapFill> read_map_fill(const MapFds& fds);
 // The overlay as ferry_cfg_v3 + ferry_tun_v1 hold it (device name resolved in the caller's

@@ -38,6 +38,10 @@ PinnedMaps PinnedMaps::open(const std::string& root) {
   // Policy (issue 5) likewise.
   maps.ipc_fd_ = detail::open_pinned(pin_path(root, FERRY_MAP_IPCACHE)).release();
   maps.pol_fd_ = detail::open_pinned(pin_path(root, FERRY_MAP_POLICY)).release();
+  // Services (issue 6) likewise.
+  const char* lb[] = {FERRY_MAP_SERVICES, FERRY_MAP_SLOTS,    FERRY_MAP_BACKENDS,   FERRY_MAP_REVNAT,
+                      FERRY_MAP_AFFINITY, FERRY_MAP_MAGLEV, FERRY_MAP_SOCK_REVNAT};
+  for (size_t i = 0; i < maps.lb_fd_.size(); ++i) maps.lb_fd_[i] = detail::open_pinned(pin_path(root, lb[i])).release();
   return maps;
 }
 
@@ -50,7 +54,8 @@ PinnedMaps::PinnedMaps(PinnedMaps&& o) noexcept
       tun_fd_(std::exchange(o.tun_fd_, -1)),
       cfg_fd_(std::exchange(o.cfg_fd_, -1)),
       ipc_fd_(std::exchange(o.ipc_fd_, -1)),
-      pol_fd_(std::exchange(o.pol_fd_, -1)) {}
+      pol_fd_(std::exchange(o.pol_fd_, -1)),
+      lb_fd_(std::exchange(o.lb_fd_, {-1, -1, -1, -1, -1, -1, -1})) {}
 
 PinnedMaps& PinnedMaps::operator=(PinnedMaps&& o) noexcept {
   if (this != &o) {
@@ -64,6 +69,7 @@ PinnedMaps& PinnedMaps::operator=(PinnedMaps&& o) noexcept {
     cfg_fd_ = std::exchange(o.cfg_fd_, -1);
     ipc_fd_ = std::exchange(o.ipc_fd_, -1);
     pol_fd_ = std::exchange(o.pol_fd_, -1);
+    lb_fd_ = std::exchange(o.lb_fd_, {-1, -1, -1, -1, -1, -1, -1});
   }
   return *this;
 }
@@ -74,6 +80,10 @@ void PinnedMaps::close_all() {
   for (int* fd : {&ep_fd_, &ct_fd_, &ctr_fd_, &ev_fd_, &tun_fd_, &cfg_fd_, &ipc_fd_, &pol_fd_}) {
     if (*fd >= 0) ::close(*fd);
     *fd = -1;
+  }
+  for (int& fd : lb_fd_) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
   }
 }
 
@@ -229,11 +239,19 @@ std::map<std::string, dataplane::MapFill> detail::read_map_fill(const MapFds& fd
   fill(FERRY_MAP_TUNNELS, fds.tunnels, ferry_tunnel_key{});
   fill(FERRY_MAP_IPCACHE, fds.ipcache, ferry_ipcache_key{});
   fill(FERRY_MAP_POLICY, fds.policy, ferry_policy_key{});
+  fill(FERRY_MAP_SERVICES, fds.services.services, ferry_service_key{});
+  fill(FERRY_MAP_SLOTS, fds.services.slots, ferry_slot_key{});
+  fill(FERRY_MAP_BACKENDS, fds.services.backends, uint32_t{});
+  fill(FERRY_MAP_REVNAT, fds.services.revnat, uint32_t{});
+  fill(FERRY_MAP_AFFINITY, fds.services.affinity, ferry_affinity_key{});
+  fill(FERRY_MAP_MAGLEV, fds.services.maglev, ferry_maglev_key{});
+  fill(FERRY_MAP_SOCK_REVNAT, fds.sock_revnat, ferry_sock_revnat_key{});
   return out;
 }
 
 std::map<std::string, dataplane::MapFill> PinnedMaps::map_fill() const {
-  return detail::read_map_fill({ep_fd_, ct_fd_, tun_fd_, ipc_fd_, pol_fd_});
+  const detail::ServiceMapFds lb{lb_fd_[0], lb_fd_[1], lb_fd_[2], lb_fd_[3], lb_fd_[4], lb_fd_[5]};
+  return detail::read_map_fill({ep_fd_, ct_fd_, tun_fd_, ipc_fd_, pol_fd_, lb, lb_fd_[6]});
 }
 
 std::vector<dataplane::IpcacheEntry> PinnedMaps::ipcache() const { return detail::read_ipcache(ipc_fd_); }

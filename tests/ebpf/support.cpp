@@ -131,6 +131,29 @@ void set_timeouts(int fd) {
 }
 }  // namespace
 
+void TwoPodNode::add_gateway() const {
+  sh("ip -n " + node_->name() + " addr add 10.77.0.1/24 dev fyebbr0");
+  sh("ip -n " + node_->name() + " addr add fd77::1/64 dev fyebbr0 nodad");
+  for (int i = 0; i < 2; ++i) {
+    sh("ip -n " + pods_[i].netns + " route add default via 10.77.0.1");
+    sh("ip -n " + pods_[i].netns + " -6 route add default via fd77::1");
+  }
+}
+
+sockaddr_storage sockaddr_of(const net::Ip& ip, uint16_t port, socklen_t* len) { return make_addr(ip, port, len); }
+
+std::string sockaddr_str(const sockaddr_storage& ss) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof(text));
+    return std::string(text) + ":" + std::to_string(ntohs(a->sin_port));
+  }
+  const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+  ::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof(text));
+  return "[" + std::string(text) + "]:" + std::to_string(ntohs(a->sin6_port));
+}
+
 bool TwoPodNode::tcp_exchange(int from, int to, int family, uint16_t port) const {
   const net::Ip& dst = family == AF_INET6 ? pods_[to].ip6 : pods_[to].ip4;
   SockFd server, client, conn;

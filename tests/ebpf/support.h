@@ -4,6 +4,8 @@
 // destructors, also when a test fails.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <functional>
 #include <memory>
 #include <optional>
@@ -90,6 +92,9 @@ class TwoPodNode {
   // One TCP request/response between pods over `family`; true when both messages arrived.
   bool tcp_exchange(int from, int to, int family, uint16_t port) const;
   int host_ifindex(int i) const;
+  // Gives the bridge 10.77.0.1/24 and fd77::1/64 and the pods default routes through it, so
+  // they reach addresses off their subnet (service frontends).
+  void add_gateway() const;
 
  private:
   std::unique_ptr<BpffsRootGuard> root_;
@@ -97,6 +102,10 @@ class TwoPodNode {
   Pod pods_[2];
   net::Netns node_ns_;
 };
+
+// A socket address for connect/bind, and back: "10.96.0.10:80", "[fd96::10]:80".
+sockaddr_storage sockaddr_of(const net::Ip& ip, uint16_t port, socklen_t* len);
+std::string sockaddr_str(const sockaddr_storage& ss);
 
 // Counter value by name from a stats snapshot (0 when absent).
 uint64_t counter(const dataplane::Stats& stats, const std::string& name);
