@@ -8,8 +8,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
+#include <netinet/in.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -21,6 +26,7 @@
 #include "agent/ebpf/ebpf.h"
 #include "ctl/table.h"
 #include "ferry/abi.h"
+#include "net/net.h"
 #include "policy/policy.h"
 
 namespace ebpf = ferry::ebpf;
@@ -34,7 +40,7 @@ struct Options {
   std::string node;
   std::string output = "table";
   std::string agent = "http://127.0.0.1:9400";
-  std::string state_dir;  // policy, identities: the agent's state directory (policy.json)
+  std::string state_dir;  // policy, identities, services: the agent's state directory
   std::string pod;        // policy: "namespace/name"
   int count = 0;          // monitor: stop after N events (0 = no limit)
   double timeout = 0;     // monitor: stop after this many seconds (0 = no limit)
@@ -331,8 +337,8 @@ int cmd_counters(const Options& o) {
 // ---- policy, identities (the agent's <state-dir>/policy.json) ----------------------------
 
 // --state-dir wins, then --node (/run/ferry/NAME); with neither, the only node under /run/ferry
-// whose agent wrote a policy.json.
-std::string resolve_state_dir(const Options& o) {
+// whose agent wrote `file` (policy.json, services.json).
+std::string resolve_state_dir(const Options& o, const std::string& file) {
   if (!o.state_dir.empty()) return o.state_dir;
   const std::string base = "/run/ferry";
   if (!o.node.empty()) return base + "/" + o.node;
@@ -340,29 +346,37 @@ std::string resolve_state_dir(const Options& o) {
   if (DIR* dir = ::opendir(base.c_str())) {
     while (dirent* de = ::readdir(dir)) {
       std::string n = de->d_name;
-      if (n != "." && n != ".." && ::access((base + "/" + n + "/policy.json").c_str(), R_OK) == 0) nodes.push_back(n);
+      if (n != "." && n != ".." && ::access((base + "/" + n + "/" + file).c_str(), R_OK) == 0) nodes.push_back(n);
     }
     ::closedir(dir);
   }
   if (nodes.size() == 1) return base + "/" + nodes[0];
   std::string msg = "give --node NAME or --state-dir PATH";
-  if (nodes.empty()) msg += " (no node under " + base + " has a policy.json)";
+  if (nodes.empty()) msg += " (no node under " + base + " has a " + file + ")";
   else {
-    msg += " (nodes with a policy.json under " + base + ":";
+    msg += " (nodes with a " + file + " under " + base + ":";
     for (const auto& n : nodes) msg += " " + n;
     msg += ")";
   }
   throw UsageError(msg);
 }
 
-json read_policy_file(const Options& o) {
-  const std::string path = resolve_state_dir(o) + "/policy.json";
+// One of the agent's state files; `key` must be in it ("endpoints" for policy.json).
+json read_state_file(const Options& o, const std::string& file, const char* key) {
+  const std::string path = resolve_state_dir(o, file) + "/" + file;
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot read " + path + " (is ferry-agent running on this node with that state dir?)");
   json j = json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("endpoints"))
-    throw std::runtime_error(path + " is not a policy file written by ferry-agent");
+  if (j.is_discarded() || !j.is_object() || !j.contains(key))
+    throw std::runtime_error(path + " is not a " + file + " written by ferry-agent");
   return j;
+}
+
+json read_policy_file(const Options& o) { return read_state_file(o, "policy.json", "endpoints"); }
+
+// The pinned map directory a state file's checks use: --bpffs-root / --node, else the file's.
+std::string bpffs_root_for(const Options& o, const json& file) {
+  return !o.bpffs_root.empty() || !o.node.empty() ? resolve_root(o) : file.value("bpffs_root", std::string());
 }
 
 using IdentityMap = std::map<uint32_t, ferry::policy::IdentityInfo>;
@@ -438,8 +452,7 @@ KernelPolicy read_kernel_policy(const Options& o, const json& file) {
     k.why_not = "policy not enforced (--policy off)";
     return k;
   }
-  const std::string root =
-      !o.bpffs_root.empty() || !o.node.empty() ? resolve_root(o) : file.value("bpffs_root", std::string());
+  const std::string root = bpffs_root_for(o, file);
   if (root.empty() || !ebpf::PinnedMaps::exists(root)) {
     k.why_not = "no ferry maps under " + (root.empty() ? std::string("?") : root);
     return k;
@@ -594,6 +607,113 @@ int cmd_identities(const Options& o) {
   return 0;
 }
 
+// ---- services (the agent's <state-dir>/services.json) ------------------------------------
+
+// Frontends pinned in ferry_svc_v1, for checking services.json against the kernel.
+struct KernelServices {
+  bool checked = false;
+  std::string why_not;  // when not checked
+  int fd = -1;
+  ~KernelServices() {
+    if (fd >= 0) ::close(fd);
+  }
+  // The frontend is in the map under its own service id.
+  bool has(const json& frontend) const {
+    auto ip = ferry::net::Ip::parse(frontend.value("address", ""));
+    if (!ip) return false;
+    ferry_service_key key{};
+    std::memcpy(key.addr, ip->bytes.data(), static_cast<size_t>(ip->size()));
+    key.port = htons(frontend.value("port", uint16_t{0}));
+    key.proto = ebpf_protocol(frontend.value("protocol", ""));
+    key.family = static_cast<__u8>(ip->family);
+    ferry_service_value value{};
+    return bpf_map_lookup_elem(fd, &key, &value) == 0 && value.service_id == frontend.value("id", 0u);
+  }
+  static __u8 ebpf_protocol(const std::string& name) {
+    return name == "TCP" ? IPPROTO_TCP : name == "UDP" ? IPPROTO_UDP : name == "SCTP" ? IPPROTO_SCTP : 0;
+  }
+};
+
+void read_kernel_services(const Options& o, const json& file, KernelServices& k) {
+  if (file.value("datapath", "") != "ebpf") {
+    k.why_not = file.value("datapath", "unknown") + " datapath (only eBPF maps are checked)";
+    return;
+  }
+  const std::string root = bpffs_root_for(o, file);
+  const std::string path = root + "/" + FERRY_MAP_SERVICES;
+  if (root.empty() || ::access(path.c_str(), F_OK) != 0) {
+    k.why_not = std::string(FERRY_MAP_SERVICES) + " is not pinned under " + (root.empty() ? std::string("?") : root);
+    return;
+  }
+  k.fd = bpf_obj_get(path.c_str());
+  if (k.fd < 0) {
+    k.why_not = "cannot open " + path + ": " + std::strerror(errno);
+    return;
+  }
+  k.checked = true;
+}
+
+// "10.0.0.1:80", "[fd00::1]:80"
+std::string host_port(const json& j) {
+  const std::string addr = j.value("address", "");
+  const std::string port = std::to_string(j.value("port", 0));
+  return addr.find(':') != std::string::npos ? "[" + addr + "]:" + port : addr + ":" + port;
+}
+
+int cmd_services(const Options& o) {
+  json file = read_state_file(o, "services.json", "frontends");
+  KernelServices kernel;
+  read_kernel_services(o, file, kernel);
+  json frontends = json::array();
+  size_t missing = 0;
+  for (json f : file["frontends"]) {
+    f["in_kernel"] = kernel.checked ? json(kernel.has(f)) : json(nullptr);
+    missing += f["in_kernel"] == false;
+    frontends.push_back(std::move(f));
+  }
+  json out = {{"node", file.value("node", "")},
+              {"datapath", file.value("datapath", "")},
+              {"enabled", file.value("enabled", true)},
+              {"lb_algorithm", file.value("lb_algorithm", "")},
+              {"nodeport_addresses", file.value("nodeport_addresses", json::array())},
+              {"problems", file.value("problems", json::array())},
+              {"kernel_checked", kernel.checked},
+              {"frontends", frontends},
+              {"missing_in_kernel", missing}};
+  if (!kernel.checked) out["kernel_not_checked"] = kernel.why_not;
+  if (o.json()) {
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "node " << out["node"].get<std::string>() << " (" << out["datapath"].get<std::string>()
+            << " datapath, services " << (out["enabled"].get<bool>() ? "on" : "OFF: nothing translated")
+            << ", lb-algorithm " << out["lb_algorithm"].get<std::string>() << ")\n\n";
+  Table t({"ID", "FRONTEND", "TYPE", "SERVICE", "BACKENDS", "KERNEL"});
+  for (const json& f : frontends) {
+    std::string service = f.value("service", "");
+    if (!f.value("port_name", "").empty()) service += ":" + f.value("port_name", "");
+    std::vector<std::string> backends;
+    for (const json& b : f["backends"]) backends.push_back(host_port(b) + " (" + b.value("state", "") + ")");
+    // Not chosen for new connections, but established flows to them go on.
+    for (const json& b : f["other_backends"])
+      backends.push_back(host_port(b) + " (" + b.value("state", "") + ", existing flows only)");
+    if (f["backends"].empty())
+      backends.insert(backends.begin(), f.value("when_empty", "") == "drop" ? "none: new connections dropped"
+                                                                             : "none: new connections rejected");
+    std::string type = f.value("kind", "");
+    if (f.value("traffic_policy", "") == "Local") type += " (Local)";
+    t.add({std::to_string(f.value("id", 0u)), host_port(f) + "/" + f.value("protocol", ""), type, service,
+           backends.front(), f["in_kernel"].is_null() ? "-" : (f["in_kernel"].get<bool>() ? "ok" : "MISSING")});
+    for (size_t i = 1; i < backends.size(); ++i) t.add({"", "", "", "", backends[i], ""});
+  }
+  t.print(std::cout);
+  for (const json& p : out["problems"]) std::cout << "problem: " << p.get<std::string>() << "\n";
+  if (!kernel.checked) std::cout << "\nkernel: not checked: " << kernel.why_not << "\n";
+  else if (missing) std::cout << "\nkernel: " << missing << " frontends MISSING from " << FERRY_MAP_SERVICES << "\n";
+  else std::cout << "\nkernel: every frontend is in " << FERRY_MAP_SERVICES << "\n";
+  return 0;
+}
+
 // ---- policy-map, ipcache (the pinned policy maps, no agent needed) -------------------------
 
 std::string identity_name(uint32_t identity) {
@@ -717,7 +837,7 @@ int main(int argc, char** argv) {
   auto* root_opt = app.add_option("--bpffs-root", o.bpffs_root, "bpffs directory of the node's pins");
   app.add_option("--node", o.node, "node name: same as --bpffs-root /sys/fs/bpf/ferry/NAME")->excludes(root_opt);
   app.add_option("-o,--output", o.output, "table or json")->check(CLI::IsMember({"table", "json"}));
-  app.add_option("--state-dir", o.state_dir, "policy, identities: the agent's state directory (default /run/ferry/<node>)");
+  app.add_option("--state-dir", o.state_dir, "policy, identities, services: the agent's state directory (default /run/ferry/<node>)");
 
   auto* status = app.add_subcommand("status", "pins, program attachments, map fill and the agent's health");
   status->add_option("--agent", o.agent, "agent HTTP address");
@@ -738,6 +858,8 @@ int main(int argc, char** argv) {
                                               "the kernel in eBPF mode");
   policy->add_option("pod", o.pod, "namespace/name")->required();
   auto* identities = app.add_subcommand("identities", "security identities and how many prefixes map to each");
+  auto* services = app.add_subcommand("services", "Service frontends -> backends with their state (agent's "
+                                                  "services.json), checked against the kernel in eBPF mode");
 
   try {
     app.parse(argc, argv);
@@ -756,6 +878,7 @@ int main(int argc, char** argv) {
     if (ipcache->parsed()) return cmd_ipcache(o);
     if (policy->parsed()) return cmd_policy(o);
     if (identities->parsed()) return cmd_identities(o);
+    if (services->parsed()) return cmd_services(o);
   } catch (const std::exception& e) {
     std::cerr << "ferryctl: " << e.what() << "\n";
     return 1;

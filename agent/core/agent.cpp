@@ -125,6 +125,10 @@ void Agent::start() {
   spdlog::info("policy {}: NetworkPolicy {}", config_.policy,
                config_.policy == "on" ? "enforced" : "not enforced (every flow allowed)");
   load_identities();
+  spdlog::info("services {}: {}", config_.services,
+               config_.services == "on" ? "load-balanced (lb-algorithm " + config_.lb_algorithm + ")"
+                                        : std::string("not translated"));
+  load_service_ids();
   full_resync("first reconcile");
   first_reconcile_.kernel_writes = metrics_.stats.kernel_writes;  // since start: start() included
   spdlog::info("first reconcile: {} endpoints, {} programmed, {} removed, kernel writes {}", first_reconcile_.desired,
@@ -180,6 +184,7 @@ void Agent::full_resync(const char* why) {
   // Re-applied even when unchanged, so a backend that lost state heals; before record(), so
   // /readyz turns 200 only with policy in place.
   sync_policy(why, /*force=*/true);
+  sync_services(why, /*force=*/true);  // same pass; not part of readiness
   record(r);
   const bool first = std::string_view(why) == "first reconcile";  // start() logs that one
   if (!first && (r.programmed || r.removed || !r.ok()))
@@ -335,6 +340,7 @@ void Agent::handle_cluster_events() {
   metrics_.cluster_objects = parts_.cluster->object_counts();
   sync_overlay("cluster state changed");
   sync_policy("cluster state changed");
+  sync_services("cluster state changed");
   status_.publish(metrics_);
 }
 
@@ -350,6 +356,7 @@ void Agent::maintain() {
   else {
     if (!overlay_ok_) sync_overlay("overlay retry after error");
     if (!policy_ok_) sync_policy("policy retry after error");
+    if (!services_ok_) sync_services("services retry after error");
     publish();
   }
 }

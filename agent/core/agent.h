@@ -5,7 +5,10 @@
 // desired endpoints; Reconciler diffs them against what the backend has installed and applies
 // the difference. ClusterState's Node objects -> overlay plan -> overlay::Applier (kernel) ->
 // Dataplane::program_overlay, and the node's CNI conflist. ClusterState + the registry's pods +
-// the node's addresses -> policy::compile -> Dataplane::program_policy (policy_sync.cpp). Everything below the loop is replaceable (ClusterFeed, Dataplane, LinkLookup)
+// the node's addresses -> policy::compile -> Dataplane::program_policy (policy_sync.cpp).
+// ClusterState (+ EndpointSlices derived from Pods with a manifest directory) + the NodePort
+// addresses -> services::build_services -> Dataplane::program_services (service_sync.cpp).
+// Everything below the loop is replaceable (ClusterFeed, Dataplane, LinkLookup)
 // so the control logic is tested without a kernel.
 //
 // Errors: configuration problems throw ConfigError (message names the flag or YAML key);
@@ -28,6 +31,7 @@
 
 #include "agent/dataplane/dataplane.h"
 #include "agent/overlay/overlay.h"
+#include "agent/services/services.h"
 #include "policy/policy.h"
 
 namespace ferry::registry {
@@ -72,6 +76,15 @@ struct AgentConfig {
   std::string cni_network = "ferry";
   std::string ipam_dir = "/var/lib/cni/networks";
   std::string policy = "on";        // on | off: enforce NetworkPolicy (PolicySet::enforce)
+  // Services (service_sync.cpp). "off" programs an empty set: nothing is translated.
+  std::string services = "on";      // on | off
+  std::string lb_algorithm = "random";  // random | maglev (ebpf::EbpfConfig::lb_algorithm)
+  // Where NodePorts listen: node addresses inside one of these prefixes (kube-proxy's
+  // --nodeport-addresses); empty = the node's addresses (nodeport_addresses_of).
+  std::vector<net::Prefix> nodeport_addresses;
+  // Devices the eBPF NodePort programs attach to; empty = the interfaces holding the NodePort
+  // addresses.
+  std::vector<std::string> nodeport_devices;
 };
 
 // Parses argv (argv[0] is the program name). Returns nullopt after printing --help or
@@ -151,6 +164,14 @@ struct MetricsSnapshot {
   uint64_t policy_errors_total = 0;        // policy passes that failed
   Histogram policy_compile_duration;       // every pass
   Histogram policy_apply_duration;         // passes that called program_policy
+  // Services (as of the last successful services pass)
+  uint64_t services_frontends = 0;
+  uint64_t services_backends = 0;
+  uint64_t services_problems = 0;          // build problems (logged once each)
+  uint64_t services_applies_total = 0;     // program_services calls
+  uint64_t services_errors_total = 0;      // services passes that failed
+  Histogram services_build_duration;       // every pass
+  Histogram services_apply_duration;       // passes that called program_services
 };
 // Prometheus text exposition format 0.0.4.
 std::string render_metrics(const MetricsSnapshot& m);
@@ -237,11 +258,40 @@ nlohmann::json policy_file_json(const policy::CompileResult& compiled,
                                 const std::vector<policy::LocalEndpoint>& endpoints, const PolicyFileContext& ctx);
 
 // ---------------------------------------------------------------------------------------
+// Services: cluster state -> services::build_services -> Dataplane::program_services(), only
+// when the set changed (full resyncs re-apply). Ids persist in <state_dir>/services-ids.json;
+// <state_dir>/services.json (written atomically, only when it changes) is what ferryctl lists.
+
+// The addresses NodePorts listen on. With `wanted` prefixes (--nodeport-addresses): every known
+// node address inside one of them. Without: the known addresses except loopback, link-local
+// and those inside the Node's pod CIDRs (bridge gateways, the VXLAN device's). Known = `host`
+// (the node netns's addresses) plus the Node's InternalIPs (`node` may be nullptr). Sorted by
+// (family, bytes), deduplicated. Pure.
+std::vector<net::Ip> nodeport_addresses_of(const std::vector<net::Ip>& host, const model::Node* node,
+                                           const std::vector<net::Prefix>& wanted);
+
+struct ServicesFileContext {
+  std::string node;
+  std::string datapath;      // "ebpf" / "iptables"
+  std::string bpffs_root;    // where ferryctl finds ferry_svc_v1 in eBPF mode
+  bool enabled = true;       // --services
+  std::string lb_algorithm;  // --lb-algorithm
+  std::vector<net::Ip> nodeport_addresses;
+  std::vector<std::string> problems;
+};
+// The content of services.json: services::to_json(set) ({"frontends": [...]}) plus node,
+// datapath, bpffs_root, enabled, lb_algorithm, nodeport_addresses and problems. Pure.
+nlohmann::json services_file_json(const dataplane::ServiceSet& set, const ServicesFileContext& ctx);
+
+// ---------------------------------------------------------------------------------------
 // Backends
 
 // "ebpf"/"iptables" for "auto" by ebpf_supported(); `why` receives the reason for the log.
 std::string choose_datapath(const std::string& requested, std::string* why);
-std::unique_ptr<dataplane::Dataplane> make_backend(const std::string& mode, const AgentConfig& config);
+// `cluster` (loaded) gives the Node whose addresses choose the default NodePort devices (eBPF);
+// nullptr = none known.
+std::unique_ptr<dataplane::Dataplane> make_backend(const std::string& mode, const AgentConfig& config,
+                                                   const model::ClusterState* cluster = nullptr);
 using BackendFactory = std::function<std::unique_ptr<dataplane::Dataplane>(const std::string& mode)>;
 
 // ---------------------------------------------------------------------------------------
@@ -298,6 +348,15 @@ class Agent {
   std::string sync_policy(const char* why, bool force = false);
   void load_identities();
   void update_ready();
+  // Builds the node's ServiceSet and calls backend->program_services() when it differs from the
+  // last one applied (always with `force`). Errors are logged (once per distinct message),
+  // counted and retried at the next 5 s tick; they do not affect /readyz or endpoint ADDs.
+  void sync_services(const char* why, bool force = false);
+  void load_service_ids();
+  // Build input with a manifest directory: EndpointSlices derived from Pods for selector
+  // Services without slices; Services without a clusterIP become problems.
+  const model::ClusterState& services_input(const model::ClusterState& state, model::ClusterState& view,
+                                            std::vector<std::string>& problems) const;
 
   AgentConfig config_;
   Parts parts_;
@@ -318,6 +377,13 @@ class Agent {
   std::string policy_file_written_;
   bool policy_ok_ = true;
   std::string policy_error_;
+  services::ServiceIds service_ids_;
+  std::optional<dataplane::ServiceSet> applied_services_;  // last set program_services() accepted
+  std::string service_ids_written_;  // services-ids.json / services.json as last written
+  std::string services_file_written_;
+  std::vector<std::string> service_problems_;  // as last logged, so each is logged once
+  bool services_ok_ = true;
+  std::string services_error_;  // the last failure, logged once until it changes
   bool last_reconcile_ok_ = false;
   bool started_ = false;  // start() finished: /readyz may say 200 (update_ready())
   std::string last_error_;

@@ -1,4 +1,5 @@
 // Configuration: CLI11 flags over a YAML file over defaults.
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -24,7 +25,7 @@ constexpr auto kKeys = std::to_array<const char*>({
     "node",      "datastore",  "datapath",   "bpffs-root",         "state-dir",    "endpoint-dir",
     "agent-socket", "listen",  "log-level",  "resync-interval",    "overlay",      "vxlan-vni",
     "vxlan-port", "underlay-interface", "mtu", "cni-conflist",     "cni-network",  "ipam-dir",
-    "policy",    "kubeconfig"});
+    "policy",    "kubeconfig", "services",     "lb-algorithm", "nodeport-addresses", "nodeport-devices"});
 
 std::string known_keys() {
   std::string out;
@@ -81,6 +82,36 @@ void validate(AgentConfig& c) {
     throw ConfigError("overlay \"" + c.overlay + "\" is not one of vxlan, none");
   if (c.cni_network.empty()) throw ConfigError("cni-network must not be empty");
   if (c.policy != "on" && c.policy != "off") throw ConfigError("policy \"" + c.policy + "\" is not one of on, off");
+  if (c.services != "on" && c.services != "off")
+    throw ConfigError("services \"" + c.services + "\" is not one of on, off");
+  if (c.lb_algorithm != "random" && c.lb_algorithm != "maglev")
+    throw ConfigError("lb-algorithm \"" + c.lb_algorithm + "\" is not one of random, maglev");
+}
+
+// "a,b , c" -> {"a", "b", "c"} (empty items dropped).
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// "192.168.1.0/24,fd00::/64" or bare addresses (a /32 or /128).
+std::vector<net::Prefix> parse_prefixes(const std::string& text, const std::string& what) {
+  std::vector<net::Prefix> out;
+  for (const std::string& item : split_list(text)) {
+    std::optional<net::Prefix> p = net::Prefix::parse(item);
+    if (!p)
+      if (auto ip = net::Ip::parse(item)) p = net::Prefix{*ip, ip->family == AF_INET6 ? 128 : 32};
+    if (!p) throw ConfigError(what + ": \"" + item + "\" is not an address or CIDR");
+    out.push_back(p->network());
+  }
+  return out;
 }
 
 // A whole number in [lo, hi]; throws ConfigError naming the setting.
@@ -158,6 +189,12 @@ std::optional<AgentConfig> parse_config(const std::vector<std::string>& argv, st
   add("cni-network", "network name in the written conflist (default ferry)");
   add("ipam-dir", "ferry-host-local dataDir in the written conflist (default /var/lib/cni/networks)");
   add("policy", "on | off: enforce NetworkPolicy (off: every flow is allowed) (default on)");
+  add("services", "on | off: load-balance Services (off: no Service address is translated) (default on)");
+  add("lb-algorithm", "random | maglev: how the eBPF datapath picks a Service backend (default random)");
+  add("nodeport-addresses", "comma-separated CIDRs: NodePorts on the node addresses inside them (default: the "
+                            "node's addresses)");
+  add("nodeport-devices", "comma-separated interfaces the eBPF NodePort programs attach to (default: those holding "
+                          "the NodePort addresses)");
 
   std::vector<const char*> cargs;
   for (const std::string& a : argv) cargs.push_back(a.c_str());
@@ -208,6 +245,12 @@ std::optional<AgentConfig> parse_config(const std::vector<std::string>& argv, st
   get("cni-network", c.cni_network);
   get("ipam-dir", c.ipam_dir);
   get("policy", c.policy);
+  get("services", c.services);
+  get("lb-algorithm", c.lb_algorithm);
+  if (auto it = merged.values.find("nodeport-addresses"); it != merged.values.end())
+    c.nodeport_addresses = parse_prefixes(it->second, "nodeport-addresses");
+  if (auto it = merged.values.find("nodeport-devices"); it != merged.values.end())
+    c.nodeport_devices = split_list(it->second);
   if (c.node.empty() && !merged.values.count("node")) c.node = hostname();
   validate(c);
   if (c.bpffs_root.empty()) c.bpffs_root = "/sys/fs/bpf/ferry/" + c.node;

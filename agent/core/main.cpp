@@ -56,7 +56,9 @@ int run(int argc, char** argv) {
     parts.mode = mode;
     parts.cluster = cfg.datastore == "kubernetes" ? make_kubernetes_feed(cfg.kubeconfig) : make_manifest_feed(cfg.manifest_dir);
     parts.registry = std::make_unique<ferry::registry::EndpointRegistry>(cfg.endpoint_dir, cfg.state_dir);
-    parts.backends = [cfg](const std::string& m) { return make_backend(m, cfg); };
+    // The Agent owns the feed for its whole life and loads it before it asks for a backend.
+    const ClusterFeed* feed = parts.cluster.get();
+    parts.backends = [cfg, feed](const std::string& m) { return make_backend(m, cfg, feed->state()); };
     parts.overlay = std::make_unique<ferry::overlay::KernelOverlay>();  // in this (the node's) netns
     parts.host_addresses = node_addresses;  // the Host identity: this netns's addresses
     Agent agent(cfg, std::move(parts));

@@ -34,6 +34,11 @@ class Writer {
     out_ << "# HELP " << name << ' ' << help << '\n' << "# TYPE " << name << ' ' << type << '\n';
   }
   void sample(const std::string& name, uint64_t v) { out_ << name << ' ' << v << '\n'; }
+  // A family with one unlabelled sample.
+  void single(const std::string& name, const char* type, const char* help, uint64_t v) {
+    family(name, type, help);
+    sample(name, v);
+  }
   void sample(const std::string& name, const std::string& key, const std::string& value, uint64_t v) {
     out_ << name << '{' << key << "=\"" << label(value) << "\"} " << v << '\n';
   }
@@ -133,6 +138,21 @@ std::string render_metrics(const MetricsSnapshot& m) {
               m.policy_compile_duration);
   w.histogram("ferry_policy_apply_seconds", "Duration of Dataplane::program_policy (passes that applied).",
               m.policy_apply_duration);
+
+  w.single("ferry_services_frontends", "gauge", "Service frontends (address, port, protocol) the datapath serves.",
+           m.services_frontends);
+  w.single("ferry_services_backends", "gauge", "Service backends (address, port, protocol) the frontends name.",
+           m.services_backends);
+  w.single("ferry_services_problems", "gauge", "Services or ports skipped or conflicting in the last build (logged).",
+           m.services_problems);
+  w.single("ferry_services_applies_total", "counter", "Service sets handed to the datapath (changed, or resync).",
+           m.services_applies_total);
+  w.single("ferry_services_errors_total", "counter", "Services passes that failed (retried at the next tick).",
+           m.services_errors_total);
+  w.histogram("ferry_services_build_seconds", "Duration of building the service set (every services pass).",
+              m.services_build_duration);
+  w.histogram("ferry_services_apply_seconds", "Duration of Dataplane::program_services (passes that applied).",
+              m.services_apply_duration);
 
   w.family("ferry_datapath_info", "gauge", "The datapath mode in use.");
   if (!m.datapath.empty()) w.sample("ferry_datapath_info", "mode", m.datapath, 1);

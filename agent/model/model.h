@@ -102,10 +102,16 @@ struct Pod {
   std::string node_name;  // spec.nodeName; "" while unscheduled
   bool host_network = false;
   std::string phase;  // status.phase: Pending, Running, Succeeded, Failed, Unknown, or ""
+  // status.conditions[type=Ready]: status "True" -> true, anything else -> false; unset when
+  // the object has no Ready condition (a hand-written manifest often has none).
+  std::optional<bool> ready_condition;
   std::vector<cni::IPAddr> pod_ips;  // status.podIP + status.podIPs, deduplicated, in order
   std::vector<ContainerPort> ports;  // spec.containers[*].ports[*], in order
 
   bool deleting() const { return meta.deleting; }
+  // Ready as the endpoints controllers see it: the Ready condition, or phase Running when the
+  // object has no Ready condition.
+  bool ready() const { return ready_condition.value_or(phase == "Running"); }
   bool operator==(const Pod&) const = default;
 };
 
@@ -354,5 +360,24 @@ class ClusterState {
   std::map<ObjectKey, Object> objects_;
   uint64_t revision_ = 0;
 };
+
+// ---------------------------------------------------------------------------------------
+// EndpointSlices for a cluster state without Kubernetes' endpointslice controller (a manifest
+// directory): for every Service with a selector (not ExternalName) and NO EndpointSlice
+// labelled kubernetes.io/service-name=<name> in its namespace, the slices that controller would
+// write (pkg/controller/endpointslice, podToEndpoint / getEndpointPorts):
+//  - pods of the Service's namespace whose labels match the selector, not terminal (phase
+//    Succeeded/Failed), with an IP of the slice's family (one slice family per Service family:
+//    spec.ipFamilies, else the clusterIPs' families, else IPv4);
+//  - conditions: serving = Pod::ready(), terminating = deletionTimestamp set, ready = serving
+//    and not terminating; nodeName; targetRef Pod ns/name;
+//  - ports: per Service port (name, protocol), the targetPort number, or a named targetPort
+//    resolved to the pod's container port of that name and protocol (a pod without it lacks
+//    that port); pods with different resolved ports go to different slices, as upstream.
+// Slices are named "<service>-ferry-<ipv4|ipv6>-<n>", labelled kubernetes.io/service-name and
+// endpointslice.kubernetes.io/managed-by=ferry-agent; endpoints sorted by pod name. Explicit
+// slices always win (none is derived for that Service). Pure, deterministic, never throws.
+inline constexpr const char* kDerivedSliceManager = "ferry-agent";
+std::vector<EndpointSlice> derive_endpoint_slices(const ClusterState& state);
 
 }  // namespace ferry::model

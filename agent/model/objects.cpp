@@ -108,6 +108,13 @@ Pod decode_pod(const json& obj) {
 
   const json& status = section(obj, "status");
   pod.phase = string_field(status, "status", "phase");
+  auto conditions = array_field(status, "status", "conditions");
+  for (std::size_t i = 0; i < conditions.size(); ++i) {
+    std::string here = item("status.conditions", i);
+    as_object(*conditions[i], here);
+    if (string_field(*conditions[i], here, "type") == "Ready")
+      pod.ready_condition = string_field(*conditions[i], here, "status") == "True";
+  }
   if (const json* ip = find(status, "podIP"); ip && !(ip->is_string() && ip->get_ref<const std::string&>().empty()))
     pod.pod_ips.push_back(ip_value(*ip, "status.podIP"));
   auto ips = array_field(status, "status", "podIPs");

@@ -12,8 +12,11 @@
 
 #include <atomic>
 #include <cstring>
+#include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -22,6 +25,7 @@
 #include "agent/core/agent.h"
 #include "agent/dataplane/dataplane.h"
 #include "agent/registry/registry.h"
+#include "net/net.h"
 #include "plugins/bridge/endpoint.h"
 
 namespace ferry::agent::test {
@@ -224,5 +228,73 @@ class Running {
   std::thread thread_;
 };
 
+// ---- for tests with a real manifest directory, and ferryctl runs ---------------------------
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Bounded wait for something the loop thread does (never a timing assertion).
+template <typename Pred>
+bool eventually(Pred pred) {
+  for (int i = 0; i < 2000; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+// An agent configuration whose state, records, socket and pins are all under `tmp`.
+inline AgentConfig config_under(const TempDir& tmp, const std::string& node = "node-1") {
+  AgentConfig c;
+  c.node = node;
+  c.state_dir = tmp / "state";
+  c.endpoint_dir = tmp / "state/endpoints";
+  c.agent_socket = tmp / "state/agent.sock";
+  c.bpffs_root = tmp / "bpffs";
+  return c;
+}
+
+// An agent over the manifest directory `dir` (created), with fake links (`veths`, see FakeLinks).
+inline std::unique_ptr<Agent> make_manifest_agent(const AgentConfig& config, const std::string& dir,
+                                                  BackendFactory backends,
+                                                  std::function<std::vector<net::Ip>()> host_addresses,
+                                                  std::map<int, std::string>* veths = nullptr) {
+  Agent::Parts parts;
+  parts.cluster = make_manifest_feed(dir);
+  parts.registry = std::make_unique<registry::EndpointRegistry>(config.endpoint_dir, config.state_dir,
+                                                                std::make_unique<FakeLinks>(veths));
+  parts.backends = std::move(backends);
+  parts.mode = "ebpf";
+  parts.host_addresses = std::move(host_addresses);
+  return std::make_unique<Agent>(config, std::move(parts));
+}
+
+// Replaced atomically, as an editor or `kubectl get -o yaml >` + mv would.
+inline void replace_file(const std::string& dir, const std::string& name, const std::string& text) {
+  const std::string tmp_path = dir + "/." + name + ".tmp";
+  std::ofstream(tmp_path) << text;
+  ASSERT_EQ(std::rename(tmp_path.c_str(), (dir + "/" + name).c_str()), 0) << name;
+}
+
+#ifdef FERRYCTL_BINARY
+constexpr const char* kFerryctl = FERRYCTL_BINARY;
+#else
+constexpr const char* kFerryctl = "";
+#endif
+
+struct CtlResult {
+  int status = -1;
+  std::string out, err;
+};
+
+// ferryctl `args` --state-dir `state_dir`.
+inline CtlResult run_ferryctl(std::vector<std::string> args, const std::string& state_dir) {
+  args.insert(args.begin(), kFerryctl);
+  args.insert(args.end(), {"--state-dir", state_dir});
+  net::CommandResult r = net::run_command(args);
+  return {r.status, r.out, r.err};
+}
 
 }  // namespace ferry::agent::test

@@ -26,12 +26,6 @@ constexpr const char* kAgentBinary = FERRY_AGENT_BINARY;
 #else
 constexpr const char* kAgentBinary = "";
 #endif
-#ifdef FERRYCTL_BINARY
-constexpr const char* kFerryctl = FERRYCTL_BINARY;
-#else
-constexpr const char* kFerryctl = "";
-#endif
-
 std::string run(const std::vector<std::string>& argv) {
   net::CommandResult r = net::run_command(argv);
   if (r.status != 0) {

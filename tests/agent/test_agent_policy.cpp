@@ -24,28 +24,11 @@ namespace {
 using dataplane::Direction;
 using nlohmann::json;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 net::Ip ip(const char* text) { return *net::Ip::parse(text); }
 
 ino_t inode_of(const std::string& path) {
   struct stat st {};
   return stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
-}
-
-// Bounded wait for something the loop thread does (never a timing assertion).
-template <typename Pred>
-bool eventually(Pred pred) {
-  for (int i = 0; i < 2000; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return pred();
 }
 
 std::string node_yaml() {
@@ -76,11 +59,7 @@ struct AgentPolicyTest : ::testing::Test {
   std::vector<net::Ip> host_ips = {ip("10.244.1.1"), ip("127.0.0.1")};
 
   AgentPolicyTest() {
-    config.node = "node-1";
-    config.state_dir = tmp / "state";
-    config.endpoint_dir = tmp / "state/endpoints";
-    config.agent_socket = tmp / "state/agent.sock";
-    config.bpffs_root = tmp / "bpffs";
+    config = config_under(tmp);
     manifests = tmp / "manifests";
     std::filesystem::create_directories(manifests);
     config.manifest_dir = manifests;
@@ -91,22 +70,12 @@ struct AgentPolicyTest : ::testing::Test {
   }
 
   std::unique_ptr<Agent> make_agent() {
-    Agent::Parts parts;
-    parts.cluster = make_manifest_feed(manifests);
-    parts.registry = std::make_unique<registry::EndpointRegistry>(config.endpoint_dir, config.state_dir,
-                                                                  std::make_unique<FakeLinks>(&veths));
-    parts.backends = [this](const std::string& m) { return std::make_unique<FakeDataplane>(kernel, m); };
-    parts.mode = "ebpf";
-    parts.host_addresses = [this] { return host_ips; };
-    return std::make_unique<Agent>(config, std::move(parts));
+    return make_manifest_agent(
+        config, manifests, [this](const std::string& m) { return std::make_unique<FakeDataplane>(kernel, m); },
+        [this] { return host_ips; }, &veths);
   }
 
-  // Replaced atomically, as an editor or `kubectl get -o yaml >` + mv would.
-  void write_manifest(const std::string& name, const std::string& text) {
-    const std::string tmp_path = manifests + "/." + name + ".tmp";
-    std::ofstream(tmp_path) << text;
-    ASSERT_EQ(std::rename(tmp_path.c_str(), (manifests + "/" + name).c_str()), 0);
-  }
+  void write_manifest(const std::string& name, const std::string& text) { replace_file(manifests, name, text); }
   void remove_manifest(const std::string& name) { std::filesystem::remove(manifests + "/" + name); }
 
   bridge::EndpointRecord record_of(const std::string& pod, int ifindex, const std::string& cidr) {

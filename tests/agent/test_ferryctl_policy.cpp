@@ -16,12 +16,6 @@ namespace {
 
 using nlohmann::json;
 
-#ifdef FERRYCTL_BINARY
-constexpr const char* kFerryctl = FERRYCTL_BINARY;
-#else
-constexpr const char* kFerryctl = "";
-#endif
-
 constexpr const char* kCluster = R"(
 apiVersion: v1
 kind: Node
@@ -57,11 +51,6 @@ spec:
     ports: [{protocol: UDP, port: 53}]
 )";
 
-struct CtlResult {
-  int status = -1;
-  std::string out, err;
-};
-
 struct FerryctlPolicyTest : ::testing::Test {
   TempDir tmp;
 
@@ -86,12 +75,7 @@ struct FerryctlPolicyTest : ::testing::Test {
         << policy_file_json(r, in.endpoints, {"node-1", datapath, tmp / "no-bpffs"}).dump(2);
   }
 
-  CtlResult ctl(std::vector<std::string> args) {
-    args.insert(args.begin(), kFerryctl);
-    args.insert(args.end(), {"--state-dir", tmp.path()});
-    net::CommandResult r = net::run_command(args);
-    return {r.status, r.out, r.err};
-  }
+  CtlResult ctl(std::vector<std::string> args) { return run_ferryctl(std::move(args), tmp.path()); }
   json ctl_json(std::vector<std::string> args) {
     args.insert(args.end(), {"-o", "json"});
     CtlResult r = ctl(args);

@@ -180,6 +180,9 @@ TEST_F(Manifests, AgentMountsWhatItWritesAndTheInitStepsWhatTheyNeed) {
     EXPECT_FALSE(mount_holding(agent, path).empty()) << path << " is not on a mounted host directory";
   auto mounts = mounts_of(agent);
   EXPECT_EQ(mounts["/sys/fs/bpf"].propagation, "HostToContainer");  // sees the bpffs that prep mounted
+  // The socket load-balancer attaches to the host's cgroup v2 root, not the pod's namespaced one.
+  EXPECT_FALSE(mounts["/sys/fs/cgroup"].volume.empty()) << "the host's cgroup v2 is not mounted";
+  EXPECT_TRUE(mounts["/sys/fs/cgroup"].read_only);
   EXPECT_FALSE(mounts["/run/xtables.lock"].volume.empty()) << "no shared xtables lock";
   EXPECT_TRUE(mounts["/etc/ferry"].read_only);
 
@@ -234,6 +237,10 @@ TEST_F(Manifests, AgentAcceptsTheConfigMapAndWritesTheConflist) {
   EXPECT_EQ(c.kubeconfig, "");  // in-cluster service account
   EXPECT_EQ(c.cni_conflist, "/etc/cni/net.d/05-ferry.conflist");
   EXPECT_EQ(c.overlay, "vxlan");
+  EXPECT_EQ(c.services, "on");  // ferry replaces kube-proxy
+  EXPECT_EQ(c.lb_algorithm, "random");
+  // install.sh --kube-proxy turns Services off by rewriting exactly this line.
+  EXPECT_NE(agent_config_text(docs).find("\nservices: \"on\"\n"), std::string::npos);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -295,15 +302,16 @@ TEST_F(Manifests, ClusterRoleGrantsExactlyReadAccessToWhatTheAgentWatches) {
 // kind
 
 TEST(DeployKind, ConfigsLeaveTheCniToFerryAndKubeProxyAsDocumented) {
-  const YAML::Node today = load_documents("kind-config.yaml")[0].node;
-  const YAML::Node replace = load_documents("kind-config-no-kube-proxy.yaml")[0].node;
-  for (const YAML::Node& c : {today, replace}) {
+  const YAML::Node with_kube_proxy = load_documents("kind-config.yaml")[0].node;
+  const YAML::Node without = load_documents("kind-config-no-kube-proxy.yaml")[0].node;
+  for (const YAML::Node& c : {with_kube_proxy, without}) {
     EXPECT_TRUE(c["networking"]["disableDefaultCNI"].as<bool>(false));
     EXPECT_FALSE(c["networking"]["podSubnet"].as<std::string>("").empty());  // Nodes get spec.podCIDR
   }
-  // Services are not load-balanced by ferry yet: today's cluster keeps kube-proxy.
-  EXPECT_EQ(today["networking"]["kubeProxyMode"].as<std::string>("iptables"), "iptables");
-  EXPECT_EQ(replace["networking"]["kubeProxyMode"].as<std::string>(""), "none");
+  // ferry load-balances Services: the default cluster (install.sh --create) has no kube-proxy;
+  // the other keeps it (--kube-proxy).
+  EXPECT_EQ(without["networking"]["kubeProxyMode"].as<std::string>(""), "none");
+  EXPECT_EQ(with_kube_proxy["networking"]["kubeProxyMode"].as<std::string>("iptables"), "iptables");
 }
 
 }  // namespace
