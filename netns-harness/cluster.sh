@@ -25,16 +25,25 @@ usage: cluster.sh [--cluster NAME] <command> [args]     (NAME default: $FERRY_CL
   del-pod <namespace> <pod>
   label-pod <ns>/<pod> <k=v,...|->   replace a pod's labels (its manifest is rewritten)
   label-ns <ns> <k=v,...|->          replace a namespace's labels (kubernetes.io/metadata.name stays)
+  add-service <ns> <name> --cluster-ip IP[,IP6] --port SPEC... [--type ClusterIP|NodePort]
+        [--endpoints pod,...] [--external-traffic-policy Cluster|Local]
+        [--internal-traffic-policy Cluster|Local] [--session-affinity None|ClientIP[:timeout]]
+        SPEC: <name>:<port>/<tcp|udp|sctp>:<targetPort>[:<nodePort>] (targetPort: number or
+        container port name); writes the Service and its EndpointSlices (no selector)
+  set-endpoints <ns>/<service> <pod,...|->   scale: the Service's endpoint pods become these
+  set-ready <ns>/<pod> <true|false>          pod readiness (Pod condition + endpoint conditions)
+  del-service <ns>/<service>
+  add-outside          a client netns on the underlay outside the cluster (172.30.0.2): "outside"
   apply <file>...      copy manifests (JSON or YAML) into the manifest directory as applied-<file name>
   delete <file>...     remove what apply copied (by the same file name)
   sync [--timeout S]   wait until every agent has handled every manifest written before (a barrier)
   probe <src> <dst> <tcp|udp|sctp|icmp> [port] [--6] [--timeout-ms MS] [-o json]
-        src: <ns>/<pod> | node:<i> | underlay;  dst: <ns>/<pod> | node:<i> | underlay | IP
+        src: <ns>/<pod> | node:<i> | underlay | outside;  dst: the same, or an IP
   matrix [--proto tcp,udp,sctp,icmp] [--port 80] [--family 4|6|4,6] [--timeout-ms MS]
          [--parallel N] [--json] [--expect FILE]
   restart-agent <i> [--kill9] [--datapath MODE]
   set-datapath <ebpf|iptables|auto>
-  exec <ns>/<pod>|node:<i>|underlay -- <command...>   run a command in that network namespace
+  exec <ns>/<pod>|node:<i>|underlay|outside -- <command...>   run a command in that network namespace
   ip <ns>/<pod>|node:<i>|underlay [--6]               print its IPv4 (or IPv6) address
   overlay <i>          node i's VXLAN device, its routes, neighbours and FDB entries
   logs <i> [-f]        status        down        check-clean
@@ -94,6 +103,11 @@ create_node() {
   ip -n "$node" addr add "$(fh_node_ip4 "$i")/24" dev eth0
   ip -n "$node" addr add "$(fh_node_ip6 "$i")/64" dev eth0 nodad
   ip -n "$node" link set eth0 up
+  # A default gateway, as every real node has: traffic from the node itself to a Service
+  # address is routed before iptables-mode DNAT (OUTPUT) rewrites it; without a route,
+  # connect() fails with "network unreachable". The underlay forwards nothing further.
+  ip -n "$node" route add default via "$(fh_underlay_ip4)" dev eth0
+  ip -n "$node" -6 route add default via "$(fh_underlay_ip6)" dev eth0
   fh_in "$node" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 }
 
@@ -422,11 +436,11 @@ labels_json() {
 }
 
 # The Pod object as a kubelet would report it; ip4/ip6 empty = not yet networked (Pending).
-# ports: JSON from ports_json.
+# ports: JSON from ports_json; ready (default true): its Ready condition (set-ready).
 write_pod_manifest() {
-  local node=$1 ns=$2 pod=$3 uid=$4 labels=$5 ports=$6 ip4=${7:-} ip6=${8:-}
+  local node=$1 ns=$2 pod=$3 uid=$4 labels=$5 ports=$6 ip4=${7:-} ip6=${8:-} ready=${9:-true}
   jq -n --arg node "$node" --arg ns "$ns" --arg pod "$pod" --arg uid "$uid" --argjson labels "$labels" \
-    --argjson ports "$ports" --arg ip4 "$ip4" --arg ip6 "$ip6" '
+    --argjson ports "$ports" --arg ip4 "$ip4" --arg ip6 "$ip6" --arg ready "${ready^}" '
     {apiVersion: "v1", kind: "Pod",
      metadata: {name: $pod, namespace: $ns, uid: $uid, labels: $labels},
      spec: {nodeName: $node,
@@ -435,7 +449,7 @@ write_pod_manifest() {
      status: (if $ip4 == "" and $ip6 == "" then {phase: "Pending"} else
               {phase: "Running", podIP: (if $ip4 != "" then $ip4 else $ip6 end),
                podIPs: [($ip4, $ip6) | select(. != "") | {ip: .}],
-               conditions: [{type: "Ready", status: "True"}]} end)}' |
+               conditions: [{type: "Ready", status: $ready}]} end)}' |
     fh_write_atomic "$FH_MANIFESTS/pod-$ns-$pod.json"
 }
 
@@ -515,6 +529,7 @@ cmd_del_pod() {
   state=$(fh_pod_state "$1" "$2")
   [[ -f $state ]] || fh_die "no pod $1/$2 in cluster $FH_CLUSTER"
   remove_pod "$1" "$2" "$(jq -r .node "$state")"
+  refresh_services_of "$1" "$2"  # a deleted pod is no endpoint any more
   echo "$1/$2 deleted"
 }
 
@@ -536,7 +551,7 @@ cmd_label_pod() {
   [[ -n $ports_obj ]] || ports_obj=$(ports_json "$DEFAULT_POD_PORTS")
   jq --argjson labels "$labels_obj" '.labels = $labels' "$state" | fh_write_atomic "$state"
   write_pod_manifest "$(jq -r .node "$state")" "$ns" "$pod" "$(jq -r .uid "$state")" "$labels_obj" \
-    "$ports_obj" "$(jq -r .ip4 "$state")" "$(jq -r .ip6 "$state")"
+    "$ports_obj" "$(jq -r .ip4 "$state")" "$(jq -r .ip6 "$state")" "$(jq -r '.ready != false' "$state")"
   echo "$ns/$pod labels $labels_obj"
 }
 
@@ -548,6 +563,218 @@ cmd_label_ns() {
   labels_obj=$(labels_arg "$2")
   write_namespace_manifest "$1" "$labels_obj"
   echo "namespace $1 labels $(jq -c .metadata.labels "$FH_MANIFESTS/namespace-$1.json")"
+}
+
+# --- services ---------------------------------------------------------------------------
+# A Service and its EndpointSlices as the API server and the endpointslice controller would
+# write them, from explicit endpoint pods (the Services have no selector, so nothing depends on
+# an agent deriving slices). The harness keeps what it was asked in services/<ns>_<name>.json
+# ({service: <manifest>, endpoints: [pod...]}) and rewrites the slices whenever an endpoint pod
+# changes (set-ready, set-endpoints, del-pod).
+service_state() { echo "$FH_STATE/services/$1_$2.json"; }
+service_manifest() { echo "$FH_MANIFESTS/service-$1.$2.json"; }
+# Slices are "endpointslice-<ns>.<svc>.<slice>.json": Kubernetes names have no dots, so one
+# Service's glob never matches another's.
+slice_glob() { echo "$FH_MANIFESTS/endpointslice-$1.$2."; }
+
+# Service port "<name>:<port>/<proto>:<targetPort>[:<nodePort>]" -> JSON ServicePort
+service_port_json() {
+  [[ $1 =~ ^([a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?):([0-9]+)/(tcp|udp|sctp):([0-9]+|[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?)(:([0-9]+))?$ ]] ||
+    fh_die "service port \"$1\" is not <name>:<port>/<tcp|udp|sctp>:<targetPort>[:<nodePort>] (targetPort: a number or a container port name)"
+  jq -n -c --arg name "${BASH_REMATCH[1]}" --argjson port "${BASH_REMATCH[3]}" --arg proto "${BASH_REMATCH[4]^^}" \
+    --arg target "${BASH_REMATCH[5]}" --arg node_port "${BASH_REMATCH[8]}" '
+    {name: $name, port: $port, protocol: $proto,
+     targetPort: (if $target | test("^[0-9]+$") then $target | tonumber else $target end)}
+    + (if $node_port != "" then {nodePort: ($node_port | tonumber)} else {} end)'
+}
+
+# Pod names "a,b" (or "-": none) of namespace $1 -> JSON array; each must exist.
+endpoint_pods_json() {
+  local ns=$1 text=$2 pod out=()
+  if [[ $text != - && -n $text ]]; then
+    local IFS=,
+    for pod in $text; do
+      [[ -f $(fh_pod_state "$ns" "$pod") ]] || fh_die "no pod $ns/$pod in cluster $FH_CLUSTER (endpoints are pods of the Service's namespace)"
+      out+=("$pod")
+    done
+  fi
+  printf '%s\n' "${out[@]}" | jq -R -s -c '[split("\n")[] | select(. != "")]'
+}
+
+# The EndpointSlices of Service $1/$2 from its endpoint pods that still exist: per address
+# family of its clusterIPs, one slice per distinct set of resolved ports (a named targetPort is
+# looked up in each pod's container ports, by name and protocol; a pod without it is not an
+# endpoint of that port), as the endpointslice controller groups them. Conditions: ready and
+# serving = the pod's readiness (set-ready), terminating false. Stale slices are removed.
+write_endpoint_slices() {
+  local ns=$1 name=$2 state pods="[]" pod f files=() slices prefix slice_name slice keep=()
+  state=$(service_state "$ns" "$name")
+  # Few jq runs per Service: readiness changes are timed against this (within 1 s).
+  for pod in $(jq -r '.endpoints[]' "$state"); do
+    f=$(fh_pod_state "$ns" "$pod")
+    [[ -f $f ]] && files+=("$f")
+  done
+  ((${#files[@]})) && pods=$(jq -s -c . "${files[@]}")
+  slices=$(jq -r --argjson pods "$pods" '
+    .service as $svc
+    | def resolve($pod): [$svc.spec.ports[] as $sp
+        | (if ($sp.targetPort | type) == "string"
+           then [($pod.ports // [])[] | select(.name == $sp.targetPort and .protocol == $sp.protocol) | .containerPort][0]
+           else ($sp.targetPort // $sp.port) end) as $n
+        | select($n != null) | {name: $sp.name, port: $n, protocol: $sp.protocol}];
+    [$svc.spec.clusterIPs[] | if contains(":") then "6" else "4" end] | unique
+    | [.[] as $fam
+       | [$pods[] | select(.["ip" + $fam] != "") | {pod: ., ports: resolve(.)}]
+       | (if length == 0 then [[]] else group_by(.ports) end)
+       | to_entries[]
+       | {apiVersion: "discovery.k8s.io/v1", kind: "EndpointSlice",
+          metadata: {name: "\($svc.metadata.name)-ipv\($fam)-\(.key)", namespace: $svc.metadata.namespace,
+                     labels: {"kubernetes.io/service-name": $svc.metadata.name,
+                              "endpointslice.kubernetes.io/managed-by": "netns-harness"}},
+          addressType: "IPv\($fam)",
+          endpoints: [.value[] | .pod | {addresses: [.["ip" + $fam]],
+                       conditions: {ready: (.ready != false), serving: (.ready != false), terminating: false},
+                       nodeName: .node, targetRef: {kind: "Pod", namespace: .namespace, name: .pod, uid: .uid}}],
+          ports: (.value[0].ports // [])}] | .[] | "\(.metadata.name)\t\(tojson)"' "$state")
+  prefix=$(slice_glob "$ns" "$name")
+  while IFS=$'\t' read -r slice_name slice; do
+    [[ -n $slice_name ]] || continue
+    # The file is named after the slice: a rewrite never shows one slice in two files.
+    printf '%s\n' "$slice" | fh_write_atomic "$prefix$slice_name.json"
+    keep+=("$prefix$slice_name.json")
+  done <<<"$slices"
+  for f in "$prefix"*.json; do
+    [[ -e $f && " ${keep[*]} " != *" $f "* ]] && rm -f "$f"
+  done
+  return 0
+}
+
+cmd_add_service() {
+  (($# >= 2)) || fh_die "usage: add-service <ns> <name> --cluster-ip IP[,IP6] --port SPEC... [--type ClusterIP|NodePort] [--endpoints pod,...] [--external-traffic-policy Cluster|Local] [--internal-traffic-policy Cluster|Local] [--session-affinity None|ClientIP[:timeout]]"
+  local ns=$1 name=$2 cluster_ip="" type=ClusterIP endpoints="" etp=Cluster itp=Cluster affinity=None ports=()
+  shift 2
+  while (($#)); do
+    case $1 in
+      --cluster-ip) cluster_ip=$2; shift 2 ;;
+      --port) ports+=("$(service_port_json "$2")"); shift 2 ;;
+      --type) type=$2; shift 2 ;;
+      --endpoints) endpoints=$2; shift 2 ;;
+      --external-traffic-policy) etp=$2; shift 2 ;;
+      --internal-traffic-policy) itp=$2; shift 2 ;;
+      --session-affinity) affinity=$2; shift 2 ;;
+      *) fh_die "add-service: unknown argument \"$1\"" ;;
+    esac
+  done
+  fh_require_cluster
+  fh_valid_label "$ns" || fh_die "namespace \"$ns\" is not a DNS label"
+  fh_valid_label "$name" || fh_die "service name \"$name\" is not a DNS label"
+  [[ -n $cluster_ip ]] || fh_die "add-service: --cluster-ip is required (the harness has no IP allocator)"
+  ((${#ports[@]})) || fh_die "add-service: give at least one --port"
+  [[ $type =~ ^(ClusterIP|NodePort)$ ]] || fh_die "--type must be ClusterIP or NodePort"
+  [[ $etp =~ ^(Cluster|Local)$ && $itp =~ ^(Cluster|Local)$ ]] || fh_die "traffic policies are Cluster or Local"
+  [[ $affinity =~ ^(None|ClientIP)(:([0-9]+))?$ ]] || fh_die "--session-affinity must be None or ClientIP[:timeoutSeconds]"
+  local affinity_type=${BASH_REMATCH[1]} affinity_timeout=${BASH_REMATCH[3]:-10800} eps
+  eps=$(endpoint_pods_json "$ns" "$endpoints")
+  ensure_namespace_manifest "$ns"
+  mkdir -p "$FH_STATE/services"
+  printf '%s\n' "${ports[@]}" | jq -s -c --arg ns "$ns" --arg name "$name" --arg ips "$cluster_ip" --arg type "$type" \
+    --arg etp "$etp" --arg itp "$itp" --arg aff "$affinity_type" --argjson timeout "$affinity_timeout" \
+    --argjson eps "$eps" '. as $ports | ($ips | split(",")) as $ips
+    | {endpoints: $eps,
+       service: {apiVersion: "v1", kind: "Service", metadata: {name: $name, namespace: $ns},
+                 spec: ({type: $type, clusterIP: $ips[0], clusterIPs: $ips,
+                         ipFamilies: [$ips[] | if contains(":") then "IPv6" else "IPv4" end],
+                         ipFamilyPolicy: (if ($ips | length) > 1 then "RequireDualStack" else "SingleStack" end),
+                         ports: $ports, sessionAffinity: $aff, internalTrafficPolicy: $itp}
+                        + (if $aff == "ClientIP" then {sessionAffinityConfig: {clientIP: {timeoutSeconds: $timeout}}} else {} end)
+                        + (if $type == "NodePort" then {externalTrafficPolicy: $etp} else {} end))}}' |
+    fh_write_atomic "$(service_state "$ns" "$name")"
+  # Slices first: agents see the endpoints as soon as they see the Service.
+  write_endpoint_slices "$ns" "$name"
+  jq .service "$(service_state "$ns" "$name")" | fh_write_atomic "$(service_manifest "$ns" "$name")"
+  echo "service $ns/$name $cluster_ip endpoints $(jq -r '.endpoints | join(",")' "$(service_state "$ns" "$name")")"
+}
+
+# "<ns>/<name>" -> sets NS and NAME of an existing service (for the commands below)
+service_arg() {
+  [[ $1 =~ ^([^/]+)/([^/]+)$ ]] || fh_die "\"$1\" is not <namespace>/<service>"
+  SVC_NS=${BASH_REMATCH[1]} SVC_NAME=${BASH_REMATCH[2]}
+  [[ -f $(service_state "$SVC_NS" "$SVC_NAME") ]] || fh_die "no service $1 in cluster $FH_CLUSTER (add-service)"
+}
+
+# Scale up/down: the Service's endpoint pods become exactly these (the slices are rewritten).
+cmd_set_endpoints() {
+  (($# == 2)) || fh_die "usage: set-endpoints <ns>/<service> <pod,...|->"
+  fh_require_cluster
+  service_arg "$1"
+  local state eps
+  state=$(service_state "$SVC_NS" "$SVC_NAME")
+  eps=$(endpoint_pods_json "$SVC_NS" "$2")
+  jq --argjson eps "$eps" '.endpoints = $eps' "$state" | fh_write_atomic "$state"
+  write_endpoint_slices "$SVC_NS" "$SVC_NAME"
+  echo "service $1 endpoints $(jq -r '.endpoints | join(",")' "$state")"
+}
+
+cmd_del_service() {
+  (($# == 1)) || fh_die "usage: del-service <ns>/<service>"
+  fh_require_cluster
+  service_arg "$1"
+  rm -f "$(service_manifest "$SVC_NS" "$SVC_NAME")" "$(slice_glob "$SVC_NS" "$SVC_NAME")"*.json \
+    "$(service_state "$SVC_NS" "$SVC_NAME")"
+  echo "service $1 deleted"
+}
+
+# Rewrites the slices of every Service that lists pod $1/$2 as an endpoint.
+refresh_services_of() {
+  local ns=$1 pod=$2 f
+  for f in "$FH_STATE/services/${ns}_"*.json; do
+    [[ -e $f ]] || continue
+    # A cheap text test first (most Services do not list the pod), then the exact one.
+    grep -q "\"$pod\"" "$f" && jq -e --arg p "$pod" '.endpoints | index($p) != null' "$f" >/dev/null &&
+      write_endpoint_slices "$ns" "$(jq -r .service.metadata.name "$f")"
+  done
+  return 0
+}
+
+# A readiness change as the kubelet reports it: the Pod's Ready condition and, as the
+# endpointslice controller does, the ready/serving conditions of its endpoints.
+cmd_set_ready() {
+  if (($# != 2)) || ! [[ $2 =~ ^(true|false)$ ]]; then fh_die "usage: set-ready <ns>/<pod> <true|false>"; fi
+  [[ $1 =~ ^([^/]+)/([^/]+)$ ]] || fh_die "\"$1\" is not <namespace>/<pod>"
+  local ns=${BASH_REMATCH[1]} pod=${BASH_REMATCH[2]} state
+  fh_require_cluster
+  state=$(fh_pod_state "$ns" "$pod")
+  [[ -f $state ]] || fh_die "no pod $ns/$pod in cluster $FH_CLUSTER"
+  jq --argjson r "$2" '.ready = $r' "$state" | fh_write_atomic "$state"
+  local node uid labels ports ip4 ip6
+  { read -r node; read -r uid; read -r labels; read -r ports; read -r ip4; read -r ip6; } < <(
+    jq -r '.node, .uid, (.labels | tojson), (.ports // [] | tojson), .ip4, .ip6' "$state")
+  write_pod_manifest "$node" "$ns" "$pod" "$uid" "$labels" "$ports" "$ip4" "$ip6" "$2"
+  refresh_services_of "$ns" "$pod"
+  echo "$ns/$pod ready=$2"
+}
+
+# --- outside client ---------------------------------------------------------------------
+# A host on the underlay that is not a node (NodePort clients): netns <c>-out, eth0 on br0 with
+# 172.30.0.2 / fd00:30::2, and a probe server "outside". Created on first use, removed by down.
+outside_netns() { echo "$FH_CLUSTER-out"; }
+outside_ip() { if [[ $1 == 6 ]]; then echo "fd00:30::2"; else echo "172.30.0.2"; fi; }
+cmd_add_outside() {
+  fh_require_cluster
+  local out ul
+  out=$(outside_netns)
+  ul=$(fh_underlay)
+  if [[ ! -e /run/netns/$out ]]; then
+    ip netns add "$out"
+    ip link add eth0 netns "$out" type veth peer name out0 netns "$ul"
+    ip -n "$ul" link set out0 master br0 up
+    ip -n "$out" link set lo up
+    ip -n "$out" addr add "$(outside_ip 4)/24" dev eth0
+    ip -n "$out" addr add "$(outside_ip 6)/64" dev eth0 nodad
+    ip -n "$out" link set eth0 up
+    start_probe_server "$out" outside
+  fi
+  echo "outside $out $(outside_ip 4) $(outside_ip 6)"
 }
 
 applied_path() { echo "$FH_MANIFESTS/applied-$(basename "$1")"; }
@@ -614,6 +841,9 @@ target_netns() {
   local t=$1 i ns pod
   if [[ $t == underlay ]]; then
     fh_underlay
+  elif [[ $t == outside ]]; then
+    [[ -e /run/netns/$(outside_netns) ]] || fh_die "no outside client in cluster $FH_CLUSTER; run: cluster.sh --cluster $FH_CLUSTER add-outside"
+    outside_netns
   elif [[ $t =~ ^node:([0-9]+)$ ]]; then
     i=${BASH_REMATCH[1]}
     node_index_ok "$i"
@@ -632,6 +862,8 @@ target_ip() {
   local t=$1 family=$2 state i
   if [[ $t == underlay ]]; then
     if [[ $family == 6 ]]; then fh_underlay_ip6; else fh_underlay_ip4; fi
+  elif [[ $t == outside ]]; then
+    outside_ip "$family"
   elif [[ $t =~ ^node:([0-9]+)$ ]]; then
     i=${BASH_REMATCH[1]}
     node_index_ok "$i"
@@ -984,6 +1216,11 @@ main() {
     del-pod) cmd_del_pod "$@" ;;
     label-pod) cmd_label_pod "$@" ;;
     label-ns) cmd_label_ns "$@" ;;
+    add-service) cmd_add_service "$@" ;;
+    set-endpoints) cmd_set_endpoints "$@" ;;
+    set-ready) cmd_set_ready "$@" ;;
+    del-service) cmd_del_service "$@" ;;
+    add-outside) cmd_add_outside "$@" ;;
     apply) cmd_apply "$@" ;;
     delete) cmd_delete "$@" ;;
     sync) cmd_sync "$@" ;;

@@ -1,4 +1,4 @@
-// ferry-probe: traffic tool for pods (see probe.h). Subcommands: serve, connect, batch, stream, rr.
+// ferry-probe: traffic tool for pods (see probe.h). Subcommands: serve, connect, batch, spread, stream, rr.
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -87,6 +87,28 @@ int main(int argc, char** argv) {
   batch->add_option("--timeout-ms", timeout_ms, "how long each probe waits for an answer")->check(CLI::Range(1, 600000));
   batch->add_option("--parallel", parallel, "probes in flight at most")->check(CLI::Range(1, 4096));
 
+  ferry::probe::SpreadOptions spread_opts;
+  auto* spread = app.add_subcommand(
+      "spread", "new connections to one destination, counted by the server that answered; one JSON object");
+  spread->add_option("--proto", spread_opts.proto, "tcp, udp or sctp")
+      ->required()
+      ->check(CLI::IsMember({"tcp", "udp", "sctp"}));
+  spread->add_option("--to", spread_opts.to, "destination IP")->required();
+  spread->add_option("--port", spread_opts.port, "destination port")->required()->check(CLI::Range(1, 65535));
+  auto* spread_count = spread->add_option("--count", spread_opts.count, "this many connections")
+                           ->check(CLI::Range(1, 1000000));
+  spread->add_option("--parallel", spread_opts.parallel, "with --count: connections in flight at most")
+      ->check(CLI::Range(1, 1024));
+  auto* spread_duration =
+      spread->add_option("--duration", spread_opts.duration_s, "a client loop: one connection after the other, seconds")
+          ->check(CLI::Range(0.1, 86400.0));
+  spread_count->excludes(spread_duration);
+  spread->add_option("--interval-ms", spread_opts.interval_ms, "with --duration: start one connection every MS")
+      ->check(CLI::Range(0, 600000));
+  spread->add_option("--timeout-ms", spread_opts.timeout_ms, "how long each connection waits for an answer")
+      ->check(CLI::Range(1, 600000));
+  spread->add_flag("--each", spread_opts.each, "list every connection with its start time (Unix seconds)");
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -113,6 +135,11 @@ int main(int argc, char** argv) {
       const auto probes = ferry::probe::parse_batch(std::cin);
       for (const auto& j : ferry::probe::run_batch(probes, timeout_ms, size_t(parallel))) std::cout << j.dump() << '\n';
       std::cout.flush();
+      return 0;
+    }
+    if (spread->parsed()) {
+      if (spread_opts.count == 0 && spread_opts.duration_s == 0) throw ProbeError("spread: give --count or --duration");
+      std::cout << ferry::probe::spread(spread_opts).dump() << std::endl;
       return 0;
     }
     if (stream->parsed()) {

@@ -129,6 +129,24 @@ std::vector<BatchProbe> parse_batch(std::istream& in);
 // probe that cannot even start is a result with ok=false and the reason.
 std::vector<nlohmann::json> run_batch(const std::vector<BatchProbe>& probes, int timeout_ms, size_t max_parallel);
 
+// `spread`: new connections to one destination, counted by the server that answered each
+// (load-balancer spread, session affinity, which backends a Service reaches after a change).
+struct SpreadOptions {
+  std::string proto, to;  // tcp, udp or sctp
+  uint16_t port = 0;
+  int count = 0;            // this many connections, `parallel` at a time ...
+  size_t parallel = 1;
+  double duration_s = 0;    // ... or, when > 0, one after the other for this long,
+  int interval_ms = 0;      //     starting one every interval_ms (a client loop)
+  int timeout_ms = 1000;
+  bool each = false;        // also list every connection with its wall-clock start time
+};
+// {"proto", "to", "port", "connections", "answered", "servers": {name: n}, "seen_sources":
+// {ip: n}, "errors": {reason: n}} and with `each` "each": [{"t" (Unix seconds), "ok",
+// "server", "seen_source" | "error"}], in start order. Throws ProbeError for bad input (an
+// address that is not an IP, icmp); a connection that got no answer is counted in "errors".
+nlohmann::json spread(const SpreadOptions& opts);
+
 struct StreamResult {
   bool ok = false;  // ran the whole duration without the connection breaking
   uint64_t bytes = 0;
