@@ -2,7 +2,8 @@
 # The ferry demo: build, then bring up a 3-node cluster made of network namespaces (an
 # underlay bridge, three nodes each running ferry-agent with a VXLAN overlay between them, two
 # pods per node wired by ferry-bridge), and print who reaches whom over TCP, UDP, SCTP and
-# ICMP — first with the eBPF datapath, then with the same cluster switched to iptables.
+# ICMP, and how a ClusterIP Service spreads connections — first with the eBPF datapath, then with
+# the same cluster switched to iptables.
 # Everything is torn down at the end, also when a step fails. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,20 +56,43 @@ if ((agent)); then
   "${harness[@]}" probe default/a underlay tcp 80 || true
 fi
 
+# A ClusterIP Service over the three web pods, reached from a pod and from a node: 30 new
+# connections each, counted by the backend that answered.
+show_service() {
+  local from
+  for from in default/a node:2; do
+    echo "-- $from -> web/web 10.96.0.80:80, 30 connections:"
+    "${harness[@]}" exec "$from" -- "$build/bin/ferry-probe" spread --proto tcp --to 10.96.0.80 --port 80 --count 30 |
+      jq -c '{answered: .answered, servers: .servers}'
+  done
+}
+
 if ((agent)); then
   echo
   echo "== reachability, eBPF datapath (tc programs on every pod veth)"
   "${harness[@]}" matrix --proto tcp,udp,sctp,icmp
+  echo
+  echo "== a Service: web/web, ClusterIP 10.96.0.80:80 -> pods b, d, f (one per node), eBPF load-balancing"
+  "${harness[@]}" add-service web web --cluster-ip 10.96.0.80 --port http:80/tcp:80 --endpoints b,d,f
+  "${harness[@]}" sync
+  show_service
   echo
   echo "== switching every node to the iptables datapath"
   "${harness[@]}" set-datapath iptables
   echo
   echo "== reachability, iptables datapath"
   "${harness[@]}" matrix --proto tcp,udp,sctp,icmp
+  echo
+  echo "== the same Service through the kube-proxy iptables layout"
+  show_service
 else
   echo
   echo "== reachability (no agent)"
   "${harness[@]}" matrix --proto tcp,udp,sctp,icmp
 fi
 echo
-echo "== demo finished: every pod and node reached every other pod and node over TCP, UDP, SCTP and ICMP"
+if ((agent)); then
+  echo "== demo finished: every pod and node reached every other pod and node over TCP, UDP, SCTP and ICMP, and the Service spread its connections over its backends in both datapaths"
+else
+  echo "== demo finished: every pod and node reached every other pod and node over TCP, UDP, SCTP and ICMP"
+fi
