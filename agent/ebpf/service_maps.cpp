@@ -153,20 +153,32 @@ void ServiceMapSync::load() {
 uint64_t ServiceMapSync::sync(const dataplane::ServiceSet& set, bool maglev) {
   load();
   writes_ = 0;
+  Touched t;
   try {
-    apply(set, maglev);
+    t = apply(set, maglev);
   } catch (...) {
     applied_.reset();  // the copy of the kernel stays true; the next sync compares everything
     throw;
   }
-  applied_ = set;
+  if (applied_ && applied_maglev_ == maglev) {
+    for (dataplane::ServiceId id : t.frontends) {
+      auto it = set.frontends.find(id);
+      if (it == set.frontends.end()) applied_->frontends.erase(id);
+      else applied_->frontends[id] = it->second;
+    }
+    for (dataplane::BackendId id : t.backends) applied_->backends[id] = set.backends.at(id);
+    for (dataplane::BackendId id : t.backends_gone) applied_->backends.erase(id);
+  } else {
+    applied_ = set;
+  }
   applied_maglev_ = maglev;
   return writes_;
 }
 
-// The frontends to look at: all of them after a (re)load or an algorithm switch, else those
-// that differ from the last applied set (the rest equal the kernel already).
-std::vector<dataplane::ServiceId> ServiceMapSync::touched(const dataplane::ServiceSet& set, bool maglev) const {
+// The frontends and backends to look at: all of them after a (re)load or an algorithm switch,
+// else those that differ from the last applied set (the rest equal the kernel already).
+ServiceMapSync::Touched ServiceMapSync::touched(const dataplane::ServiceSet& set, bool maglev) const {
+  Touched t;
   std::set<dataplane::ServiceId> ids;
   if (!applied_ || applied_maglev_ != maglev) {
     for (const auto& [id, f] : set.frontends) ids.insert(id);
@@ -174,7 +186,11 @@ std::vector<dataplane::ServiceId> ServiceMapSync::touched(const dataplane::Servi
     for (const auto& [id, s] : have_slots_) ids.insert(id);
     for (const auto& [id, v] : have_rnat_) ids.insert(id);
     for (const auto& [idx, h] : have_mglv_) ids.insert(static_cast<dataplane::ServiceId>(idx >> 1));
-    return {ids.begin(), ids.end()};
+    t.frontends.assign(ids.begin(), ids.end());
+    for (const auto& [id, b] : set.backends) t.backends.push_back(id);
+    for (const auto& [id, v] : have_be_)
+      if (!set.backends.count(id)) t.backends_gone.push_back(id);
+    return t;
   }
   for (const auto& [id, f] : set.frontends) {
     auto old = applied_->frontends.find(id);
@@ -182,11 +198,26 @@ std::vector<dataplane::ServiceId> ServiceMapSync::touched(const dataplane::Servi
   }
   for (const auto& [id, f] : applied_->frontends)
     if (!set.frontends.count(id)) ids.insert(id);
-  return {ids.begin(), ids.end()};
+  t.frontends.assign(ids.begin(), ids.end());
+  // Both maps are ordered by id: one merge walk.
+  auto old = applied_->backends.begin();
+  const auto end = applied_->backends.end();
+  for (const auto& [id, b] : set.backends) {
+    while (old != end && old->first < id) t.backends_gone.push_back((old++)->first);
+    if (old != end && old->first == id) {
+      if (!(old->second == b)) t.backends.push_back(id);
+      ++old;
+    } else {
+      t.backends.push_back(id);
+    }
+  }
+  for (; old != end; ++old) t.backends_gone.push_back(old->first);
+  return t;
 }
 
-void ServiceMapSync::apply(const dataplane::ServiceSet& set, bool maglev) {
-  const std::vector<dataplane::ServiceId> ids = touched(set, maglev);
+ServiceMapSync::Touched ServiceMapSync::apply(const dataplane::ServiceSet& set, bool maglev) {
+  Touched t = touched(set, maglev);
+  const std::vector<dataplane::ServiceId>& ids = t.frontends;
   auto frontend_of = [&](dataplane::ServiceId id) -> const dataplane::ServiceFrontend* {
     auto it = set.frontends.find(id);
     return it == set.frontends.end() ? nullptr : &it->second;
@@ -204,8 +235,8 @@ void ServiceMapSync::apply(const dataplane::ServiceSet& set, bool maglev) {
   for (size_t i = 0; i < ids.size(); ++i)
     if (const auto* f = frontend_of(ids[i])) want_svc[i].emplace(service_key(*f), service_value(ids[i], *f));
   std::vector<std::pair<uint32_t, ferry_backend_value>> want_be;
-  want_be.reserve(set.backends.size());
-  for (const auto& [id, b] : set.backends) want_be.emplace_back(id, backend_value(id, b));
+  want_be.reserve(t.backends.size());
+  for (dataplane::BackendId id : t.backends) want_be.emplace_back(id, backend_value(id, set.backends.at(id)));
 
   // Affinity entries to drop later: (service, backend) pairs that leave a frontend.
   std::set<std::pair<uint32_t, uint32_t>> left;
@@ -323,16 +354,15 @@ void ServiceMapSync::apply(const dataplane::ServiceSet& set, bool maglev) {
     }
   }
   std::unordered_set<uint32_t> gone;
-  for (auto it = have_be_.begin(); it != have_be_.end();) {
-    if (set.backends.count(it->first)) {
-      ++it;
-      continue;
-    }
-    erase(fds_.backends, &it->first, FERRY_MAP_BACKENDS, "backend " + std::to_string(it->first));
-    gone.insert(it->first);
-    it = have_be_.erase(it);
+  for (dataplane::BackendId id : t.backends_gone) {
+    auto it = have_be_.find(id);
+    if (it == have_be_.end()) continue;
+    erase(fds_.backends, &id, FERRY_MAP_BACKENDS, "backend " + std::to_string(id));
+    gone.insert(id);
+    have_be_.erase(it);
   }
   if (!left.empty() || !gone.empty()) forget_affinity(left, gone);
+  return t;
 }
 
 // One walk of the affinity map: entries of (service, backend) pairs that left and of backends
