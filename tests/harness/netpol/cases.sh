@@ -1043,7 +1043,5 @@ EOF
   np_check e
 }
 
-np_case c_service_cluster_ip "ferry: policies on pods reached through a Service's ClusterIP"
-c_service_cluster_ip() {
-  np_skip "pending issue 6 (Services): ferry has no ClusterIP datapath yet, so there is no Service to reach the pods through"
-}
+# Policies on pods reached through a Service's ClusterIP: tests/harness/services (case c_policy),
+# where the Services live.
