@@ -192,14 +192,19 @@ ServiceMapSync::Touched ServiceMapSync::touched(const dataplane::ServiceSet& set
       if (!set.backends.count(id)) t.backends_gone.push_back(id);
     return t;
   }
+  // Each pair of maps is ordered by id: one merge walk each, in id order (so `frontends` is sorted).
+  auto was = applied_->frontends.begin();
+  const auto was_end = applied_->frontends.end();
   for (const auto& [id, f] : set.frontends) {
-    auto old = applied_->frontends.find(id);
-    if (old == applied_->frontends.end() || !(old->second == f)) ids.insert(id);
+    while (was != was_end && was->first < id) t.frontends.push_back((was++)->first);
+    if (was != was_end && was->first == id) {
+      if (!(was->second == f)) t.frontends.push_back(id);
+      ++was;
+    } else {
+      t.frontends.push_back(id);
+    }
   }
-  for (const auto& [id, f] : applied_->frontends)
-    if (!set.frontends.count(id)) ids.insert(id);
-  t.frontends.assign(ids.begin(), ids.end());
-  // Both maps are ordered by id: one merge walk.
+  for (; was != was_end; ++was) t.frontends.push_back(was->first);
   auto old = applied_->backends.begin();
   const auto end = applied_->backends.end();
   for (const auto& [id, b] : set.backends) {
