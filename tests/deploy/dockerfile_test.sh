@@ -116,7 +116,7 @@ echo "libraries: $(echo $libs | wc -w) linked, each from a runtime package"
 
 # Tools the agent (overlay, iptables backend) and ferry-node run.
 for tool in ip tc iptables-save iptables-restore ip6tables-save ip6tables-restore iptables-legacy-save \
-            iptables-nft-save ipset modprobe mount update-alternatives sed awk grep sleep cp mv; do
+            iptables-nft-save ipset conntrack modprobe mount update-alternatives sed awk grep sleep cp mv; do
   path=$(command -v "$tool") || { fail "$tool is not installed here to look up its package"; continue; }
   pkg=$(package_of "$path") || { fail "no package holds $path"; continue; }
   in_runtime "$pkg" || fail "$tool ($pkg) is run on the node but the runtime stage does not install $pkg"
