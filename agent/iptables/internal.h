@@ -3,6 +3,8 @@
 // interface.
 #pragma once
 
+#include <netinet/in.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -36,9 +38,9 @@ struct Script {
 // iptables' name of a protocol the datapath handles; nullptr for others.
 inline const char* proto_name(uint8_t proto) {
   switch (proto) {
-    case 6: return "tcp";     // IPPROTO_TCP
-    case 17: return "udp";    // IPPROTO_UDP
-    case 132: return "sctp";  // IPPROTO_SCTP
+    case IPPROTO_TCP: return "tcp";
+    case IPPROTO_UDP: return "udp";
+    case IPPROTO_SCTP: return "sctp";
     default: return nullptr;
   }
 }

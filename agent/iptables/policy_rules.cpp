@@ -48,14 +48,7 @@ std::vector<net::Prefix> halves_of_everything(Family f) {
   return {low, high};
 }
 
-const char* proto_name(uint8_t proto) {
-  switch (proto) {
-    case IPPROTO_TCP: return "tcp";
-    case IPPROTO_UDP: return "udp";
-    case IPPROTO_SCTP: return "sctp";
-    default: return nullptr;
-  }
-}
+using detail::proto_name;
 
 std::set<Identity> referenced_identities(const PolicySet& set) {
   std::set<Identity> ids;
